@@ -1,0 +1,130 @@
+"""Authoring commands: ``init``, ``validate``, ``plan``, ``schema``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from wayang.cli.context import CliContext, pass_cli
+from wayang.cli.render import print_diagnostics, print_plan
+from wayang.errors import DefinitionError, UsageError
+from wayang.model.loader import load_workflow
+from wayang.model.plan import plan_workflow
+from wayang.model.schema import workflow_json_schema
+from wayang.requirements import missing_requirements
+
+TEMPLATES = ("basic", "release")
+
+
+def parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("a=1", "b=x=y")`` → ``{"a": "1", "b": "x=y"}``; a clear error for anything else."""
+    result: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{option} expects NAME=VALUE, got {item!r}")
+        if name in result:
+            raise UsageError(f"{option} {name} is given twice; pass it once")
+        result[name] = value
+    return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old file or the whole new one."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option(
+    "--template", "-t", type=click.Choice(TEMPLATES), default="basic", show_default=True,
+    help="Which starter workflow to write.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing workflow.toml.")
+@pass_cli
+def init(cli: CliContext, directory: Path, template: str, force: bool) -> None:
+    """Scaffold a commented workflow.toml (and its JSON Schema for editors) in DIRECTORY."""
+    target = directory / "workflow.toml"
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; pass --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    text = resources.files("wayang.cli").joinpath("templates", f"{template}.toml").read_text()
+    write_atomically(directory / "workflow.schema.json", _schema_text())
+    write_atomically(target, text)
+    cli.out.print(f"created {target} from the '{template}' template", soft_wrap=True)
+    cli.out.print(f"next: wayang validate {target} && wayang plan {target}", soft_wrap=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path), default="workflow.toml")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object for scripts.")
+@pass_cli
+def validate(cli: CliContext, file: Path, as_json: bool) -> None:
+    """Check FILE (default ./workflow.toml) and report every problem with file:line:col."""
+    try:
+        workflow = load_workflow(file)
+    except DefinitionError as exc:
+        if not as_json:
+            raise
+        _print_json(cli, {"valid": False, "file": str(file), "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+        raise click.exceptions.Exit(exc.exit_code) from None
+    if as_json:
+        _print_json(cli, {"valid": True, "file": str(file), "id": workflow.id, "steps": len(workflow.steps), "diagnostics": []})
+        return
+    count = len(workflow.steps)
+    cli.out.print(
+        f"{file}: valid — {workflow.id} {workflow.version}, {count} step{'s' if count != 1 else ''}",
+        soft_wrap=True,
+    )
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path), default="workflow.toml")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value (repeatable).")
+@click.option("--env", "-e", "envs", multiple=True, metavar="NAME=VALUE", help="An environment override for every step (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@pass_cli
+def plan(cli: CliContext, file: Path, params: tuple[str, ...], envs: tuple[str, ...], as_json: bool) -> None:
+    """Resolve FILE with parameters into the execution plan, and show it."""
+    values = parse_assignments(params, "--param")
+    overrides = parse_assignments(envs, "--env")
+    workflow = load_workflow(file)
+    environ = {**os.environ, **overrides}
+    result = plan_workflow(workflow, values, environ=os.environ, env_overrides=overrides, params_are_text=True)
+    problems = missing_requirements(workflow.requirements, environ)
+    if as_json:
+        _print_json(cli, {**result.to_dict(), "requirements": {"missing": problems}})
+    else:
+        print_plan(cli.out, result, problems)
+
+
+@click.command()
+@pass_cli
+def schema(cli: CliContext) -> None:
+    """Print the JSON Schema of workflow.toml (point editors at it with a #:schema comment)."""
+    click.echo(_schema_text(), nl=False)
+
+
+def _schema_text() -> str:
+    return json.dumps(workflow_json_schema(), indent=2) + "\n"
+
+
+def _print_json(cli: CliContext, data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+__all__ = ["init", "plan", "schema", "validate"]

@@ -1,0 +1,75 @@
+"""The ``wayang`` command: the root group, and the one place errors become exit statuses."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+from rich.markup import escape
+
+from wayang import __version__
+from wayang.cli.authoring import init, plan, schema, validate
+from wayang.cli.context import CliContext
+from wayang.cli.render import print_diagnostics
+from wayang.errors import DefinitionError, WayangError
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="wayang")
+@click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
+@click.pass_context
+def cli(ctx: click.Context, color: bool | None) -> None:
+    """Wayang: durable workflows for people, AI and systems.
+
+    Write a workflow.toml (wayang init), check it (wayang validate), see its plan (wayang plan).
+    """
+    if color is not None:
+        ctx.obj.recolor(color)
+
+
+for command in (init, validate, plan, schema):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status: 0 ok, 1 failed, 2 bad input, 70 internal error."""
+    context = CliContext.create()
+    try:
+        cli.main(args=argv, prog_name="wayang", standalone_mode=False, obj=context)
+    except DefinitionError as exc:
+        print_diagnostics(context.err, exc.diagnostics)
+        return exc.exit_code
+    except WayangError as exc:
+        context.err.print(f"[bold red]error[/]: {escape(str(exc))}")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        context.err.print("aborted")
+        return 130
+    except Exception:
+        return _internal_error()
+    return 0
+
+
+def _internal_error() -> int:
+    if os.environ.get("WAYANG_DEBUG"):
+        traceback.print_exc()
+    else:
+        print(
+            "wayang: internal error (a bug in Wayang, not in your input); "
+            "rerun with WAYANG_DEBUG=1 to see the traceback and report it",
+            file=sys.stderr,
+        )
+    return INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

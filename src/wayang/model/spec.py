@@ -1,0 +1,432 @@
+"""The workflow *spec*: immutable, validated definitions of what a workflow is.
+
+Nothing here runs anything. A :class:`Workflow` is what ``workflow.toml`` says, with every string
+that holds ``${{ … }}`` already compiled (compile once per workflow version), every duration in
+seconds and every unknown key rejected. Cross-references (``needs``, expression names, actions) are
+checked by :mod:`wayang.model.validate`; turning a spec plus parameter values into something to run
+is :mod:`wayang.model.plan`.
+
+Steps are a tagged union on ``kind`` (default ``task``): each kind accepts the common keys of
+:class:`StepBase` plus its own, so a key that belongs to another kind is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from wayang.errors import ExpressionError
+from wayang.model.expr import compile_template
+from wayang.model.types import (
+    Duration,
+    ExpressionField,
+    Name,
+    SemVer,
+    StepId,
+    TemplateField,
+    WorkflowId,
+)
+
+PARAMETER_TYPES = ("string", "integer", "number", "boolean", "array", "object", "path")
+STEP_KINDS = ("task", "decision", "approval", "agent", "event", "timer", "subworkflow", "noop")
+WORKSPACE_MODES = ("inherit", "ephemeral")
+PYTHON_REF = re.compile(r"^python:([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_]\w*)$")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Spec(BaseModel):
+    """Base of every spec model: immutable, and strict about unknown keys."""
+
+    # Strict: TOML values are typed, so 'yes' is not a boolean and "3" is not an integer.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True
+    )
+
+
+# --- values that may hold ${{ }} -------------------------------------------------------------
+
+
+def _compile_strings(value: Any) -> Any:
+    """Compile every string inside ``value`` (recursively) into a template."""
+    if isinstance(value, str):
+        try:
+            return compile_template(value)
+        except ExpressionError as exc:
+            raise PydanticCustomError(
+                "expression", "{message}", {"message": exc.message, "offset": exc.offset}
+            ) from None
+    if isinstance(value, list):
+        return [_compile_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _compile_strings(item) for key, item in value.items()}
+    return value
+
+
+def _scalar_to_text(value: Any) -> Any:
+    """Env values may be written as numbers or booleans; the environment only holds text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[TemplateField, BeforeValidator(_scalar_to_text)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME)]
+Env = dict[EnvName, EnvValue]
+Inputs = Annotated[
+    dict[Name, Any],
+    BeforeValidator(_compile_strings),
+    WithJsonSchema({"type": "object", "description": "Inputs; strings may hold ${{ }}."}),
+]
+
+
+# --- the top-level tables --------------------------------------------------------------------
+
+
+class Parameter(Spec):
+    """``[parameters.<name>]``: one input of the workflow."""
+
+    type: Literal["string", "integer", "number", "boolean", "array", "object", "path"] = "string"
+    default: Any = None
+    required: bool = False
+    pattern: str | None = None
+    enum: list[Any] | None = Field(default=None, min_length=1)
+    description: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "pattern", "invalid regular expression: {error}", {"error": str(exc)}
+                ) from None
+        return value
+
+
+class Artifact(Spec):
+    """``[artifacts.<name>]``: files a run keeps, by glob relative to the workspace."""
+
+    path: str = Field(min_length=1)
+    retention: Duration | None = None
+    description: str = ""
+
+
+class Requirements(Spec):
+    """``[requirements]``: checked before a run, naming whatever is missing."""
+
+    tools: list[
+        Annotated[str, Field(pattern=r"^\s*[\w.+-]+\s*(?:(>=|<=|==|>|<)\s*[\w.]+\s*)?$")]
+    ] = []
+    env: list[EnvName] = []
+
+
+class Retry(Spec):
+    """How a failed attempt is retried."""
+
+    attempts: int = Field(default=1, ge=1, le=1000)
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    delay: Duration = 1.0
+    max_delay: Duration = 300.0
+    jitter: bool | Annotated[float, Field(ge=0, le=1)] = True
+
+
+class Defaults(Spec):
+    """``[defaults]``: values every step starts from."""
+
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    workspace: str | None = None
+    env: Env = {}
+
+
+class ActionInput(Spec):
+    """One declared input of an action."""
+
+    description: str = ""
+    default: Any = None
+    required: bool = False
+
+
+def _short_input(value: Any) -> Any:
+    """``inputs.path = "."`` is shorthand for ``inputs.path = { default = "." }``."""
+    return value if isinstance(value, dict) else {"default": value}
+
+
+class Action(Spec):
+    """``[actions.<name>]``: a reusable step template (``run`` or a Python function)."""
+
+    description: str = ""
+    run: TemplateField | None = None
+    uses: str | None = None
+    inputs: dict[Name, Annotated[ActionInput, BeforeValidator(_short_input)]] = {}
+    env: Env = {}
+
+    @field_validator("uses")
+    @classmethod
+    def _uses_python(cls, value: str | None) -> str | None:
+        if value is not None and not PYTHON_REF.match(value):
+            raise PydanticCustomError(
+                "python_ref",
+                "an action's 'uses' must be 'python:package.module:function'",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _run_or_uses(self) -> Action:
+        _one_of(self.run, self.uses, "an action needs 'run' or 'uses'", "an action")
+        return self
+
+
+def _one_of(
+    first: object,
+    second: object,
+    missing: str,
+    subject: str,
+    names: tuple[str, str] = ("run", "uses"),
+) -> None:
+    """Exactly one of two alternative keys must be set."""
+    if first is None and second is None:
+        raise PydanticCustomError("requires", missing)
+    if first is not None and second is not None:
+        raise PydanticCustomError(
+            "conflict",
+            "{subject} has '{a}' or '{b}', not both",
+            {"subject": subject, "a": names[0], "b": names[1]},
+        )
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+class StepBase(Spec):
+    """The keys every kind of step accepts."""
+
+    name: str = ""
+    description: str = ""
+    needs: list[StepId] = []
+    when: ExpressionField | None = None
+    env: Env = {}
+    workspace: str | None = None
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    continue_on_error: bool = False
+    compensate: StepId | None = None
+    inputs: Inputs = {}
+
+    @field_validator("needs")
+    @classmethod
+    def _needs_unique(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for item in value:
+            if item in seen:
+                raise PydanticCustomError("duplicate", "'{item}' is listed twice", {"item": item})
+            seen.add(item)
+        return value
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace_mode(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise PydanticCustomError(
+                "workspace", "workspace is 'inherit', 'ephemeral' or a path; got an empty string"
+            )
+        return value
+
+
+class TaskStep(StepBase):
+    """Runs a shell command (``run``) or an action / Python function (``uses``)."""
+
+    kind: Literal["task"] = "task"
+    run: TemplateField | None = None
+    uses: str | None = None
+
+    @field_validator("uses")
+    @classmethod
+    def _python_ref(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("python:") and not PYTHON_REF.match(value):
+            raise PydanticCustomError(
+                "python_ref", "write a Python function as 'python:package.module:function'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _run_or_uses(self) -> TaskStep:
+        missing = (
+            "a task step needs 'run' (a shell command) or 'uses' (an action name or "
+            "'python:package.module:function'); for a step that does nothing use kind = 'noop'"
+        )
+        _one_of(self.run, self.uses, missing, "a step", ("run", "uses"))
+        return self
+
+
+class DecisionCase(Spec):
+    """One branch of a decision: taken when ``when`` holds."""
+
+    when: ExpressionField
+    next: StepId
+
+
+class DecisionStep(StepBase):
+    """Chooses one branch: the first case whose ``when`` holds, else ``default``."""
+
+    kind: Literal["decision"]
+    cases: list[DecisionCase] = Field(min_length=1)
+    default: StepId | None = None
+
+
+class ApprovalStep(StepBase):
+    """A human decision that blocks its branch until enough assignees approve or one rejects."""
+
+    kind: Literal["approval"]
+    assignees: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    prompt: TemplateField | None = None
+    required_fields: list[Name] = []
+    quorum: int = Field(default=1, ge=1)
+    on_timeout: Literal["reject", "approve", "escalate"] = "reject"
+    escalate_to: list[Annotated[str, Field(min_length=1)]] = []
+    allow_self_approval: bool = False
+
+    @field_validator("quorum")
+    @classmethod
+    def _quorum_reachable(cls, value: int, info: ValidationInfo) -> int:
+        assignees = info.data.get("assignees") or []
+        has_role = any(a.startswith("role:") for a in assignees)
+        if not has_role and assignees and value > len(assignees):
+            raise PydanticCustomError(
+                "quorum",
+                "quorum {quorum} cannot be reached with {count} assignee(s); lower it or add "
+                "assignees",
+                {"quorum": value, "count": len(assignees)},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _escalation_target(self) -> ApprovalStep:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise PydanticCustomError(
+                "requires", "on_timeout = 'escalate' needs 'escalate_to' (users or role:NAME)"
+            )
+        return self
+
+
+class AgentStep(StepBase):
+    """An AI step: a model reasons over the prompt and may call tools."""
+
+    kind: Literal["agent"]
+    model: str = Field(min_length=1)
+    prompt: TemplateField
+    system: TemplateField | None = None
+    tools: list[str] = []
+    max_turns: int = Field(default=8, ge=1, le=1000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class EventStep(StepBase):
+    """Waits for an event on ``topic`` whose payload matches ``correlate``."""
+
+    kind: Literal["event"]
+    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    correlate: ExpressionField | None = None
+
+
+class TimerStep(StepBase):
+    """A durable sleep: ``for`` a duration or ``until`` a time (an expression)."""
+
+    kind: Literal["timer"]
+    for_: Duration | None = Field(default=None, alias="for")
+    until: ExpressionField | None = None
+
+    @model_validator(mode="after")
+    def _for_or_until(self) -> TimerStep:
+        missing = "a timer needs 'for' (a duration) or 'until' (an expression)"
+        _one_of(self.for_, self.until, missing, "a timer", ("for", "until"))
+        return self
+
+
+class SubworkflowStep(StepBase):
+    """Runs another workflow (a file path or an id) and returns its outputs."""
+
+    kind: Literal["subworkflow"]
+    workflow: str = Field(min_length=1)
+
+
+class NoopStep(StepBase):
+    """Does nothing: a join point, a placeholder for external work, a compensation anchor."""
+
+    kind: Literal["noop"]
+
+
+STEP_MODELS: dict[str, type[StepBase]] = {
+    "task": TaskStep,
+    "decision": DecisionStep,
+    "approval": ApprovalStep,
+    "agent": AgentStep,
+    "event": EventStep,
+    "timer": TimerStep,
+    "subworkflow": SubworkflowStep,
+    "noop": NoopStep,
+}
+
+
+def step_kind(value: Any) -> str | None:
+    """The union tag of a raw or validated step; ``None`` for an unknown kind."""
+    kind = value.get("kind", "task") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in STEP_MODELS else None
+
+
+Step = Annotated[
+    Annotated[TaskStep, Tag("task")]
+    | Annotated[DecisionStep, Tag("decision")]
+    | Annotated[ApprovalStep, Tag("approval")]
+    | Annotated[AgentStep, Tag("agent")]
+    | Annotated[EventStep, Tag("event")]
+    | Annotated[TimerStep, Tag("timer")]
+    | Annotated[SubworkflowStep, Tag("subworkflow")]
+    | Annotated[NoopStep, Tag("noop")],
+    Discriminator(
+        step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="unknown step kind",
+    ),
+]
+
+
+class Workflow(Spec):
+    """A whole ``workflow.toml``."""
+
+    id: WorkflowId
+    name: str = ""
+    version: SemVer = "0.1.0"
+    description: str = ""
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    license: str = ""
+    homepage: str = ""
+    parameters: dict[Name, Parameter] = {}
+    artifacts: dict[Name, Artifact] = {}
+    requirements: Requirements = Requirements()
+    defaults: Defaults = Defaults()
+    actions: dict[StepId, Action] = {}
+    steps: dict[StepId, Step] = Field(min_length=1)
+
+    @property
+    def title(self) -> str:
+        """What to call the workflow in a heading."""
+        return self.name or self.id
