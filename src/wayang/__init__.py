@@ -1,4 +1,7 @@
-"""Wayang: durable workflows for people, AI and systems."""
+"""Wayang: durable workflows for people, AI and systems.
+
+The public API is this short list; everything else is internal and may change.
+"""
 
 from wayang.errors import (
     DefinitionError,
@@ -8,6 +11,9 @@ from wayang.errors import (
     UsageError,
     WayangError,
 )
+from wayang.model.loader import load_workflow, parse_workflow
+from wayang.model.plan import plan_workflow
+from wayang.model.spec import Workflow
 
 __version__ = "0.1.0"
 
@@ -18,5 +24,9 @@ __all__ = [
     "PlanError",
     "UsageError",
     "WayangError",
+    "Workflow",
     "__version__",
+    "load_workflow",
+    "parse_workflow",
+    "plan_workflow",
 ]

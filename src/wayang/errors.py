@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a diagnostic is: errors make a definition invalid, warnings do not."""
 
     ERROR = "error"
@@ -71,7 +71,7 @@ class UsageError(WayangError):
 
 
 class DefinitionError(WayangError):
-    """A workflow definition is invalid. ``diagnostics`` lists every problem found, in file order."""
+    """A workflow definition is invalid; ``diagnostics`` lists every problem, in file order."""
 
     exit_code = 2
 

@@ -71,7 +71,10 @@ def _tool_problem(spec: str, finder: ToolVersion) -> str | None:
         return None
     found = finder.version(path)
     if found is None:
-        return f"tool '{name}' ({path}) did not report a version with --version; need {operator} {wanted}"
+        return (
+            f"tool '{name}' ({path}) did not report a version with --version; "
+            f"need {operator} {wanted}"
+        )
     if not _COMPARE[operator](_as_tuple(found), _as_tuple(wanted)):
         return f"tool '{name}' is version {found}; this workflow needs {name} {operator} {wanted}"
     return None

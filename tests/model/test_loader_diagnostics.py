@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from wf_helpers import diagnose, load
 
 from wayang.errors import DefinitionError, UsageError
 from wayang.model.loader import MAX_FILE_BYTES, load_workflow, parse_workflow
+from wf_helpers import diagnose, load
 
 HEAD = 'id = "w"\n'
 
@@ -76,7 +76,9 @@ def test_wrong_types_say_what_was_expected() -> None:
     lines = diagnose(HEAD + "tags = 3\n[steps.a]\nrun = 5\ncontinue_on_error = 'yes'\n")
     assert "workflow.toml:2:8: error: tags: expected an array, got integer 3" in lines
     assert "workflow.toml:4:7: error: steps.a.run: expected a string, got integer 5" in lines
-    assert any(line.startswith("workflow.toml:5:21: error: steps.a.continue_on_error") for line in lines)
+    assert any(
+        line.startswith("workflow.toml:5:21: error: steps.a.continue_on_error") for line in lines
+    )
 
 
 def test_literal_choices_with_suggestion() -> None:
@@ -123,7 +125,9 @@ def test_unknown_kind_suggests() -> None:
 
 
 def test_needs_unknown_step_and_self() -> None:
-    lines = diagnose(HEAD + '[steps.build]\nrun = "x"\n[steps.b]\nrun = "x"\nneeds = ["biuld", "b"]\n')
+    lines = diagnose(
+        HEAD + '[steps.build]\nrun = "x"\n[steps.b]\nrun = "x"\nneeds = ["biuld", "b"]\n'
+    )
     assert lines == [
         "workflow.toml:6:10: error: unknown step 'biuld'; did you mean 'build'?",
         "workflow.toml:6:19: error: step 'b' cannot depend on itself",
@@ -224,7 +228,9 @@ def test_parameter_rules() -> None:
     assert 'workflow.toml:4:11: error: default "qa" is not one of "dev", "prod"' in lines
     assert 'workflow.toml:8:11: error: default must be an integer, got "3"' in lines
     assert "workflow.toml:11:11: error: default 'x1' does not match the pattern 'v[0-9]+'" in lines
-    assert any(line.startswith("workflow.toml:13:1: error: a required parameter cannot") for line in lines)
+    assert any(
+        line.startswith("workflow.toml:13:1: error: a required parameter cannot") for line in lines
+    )
     assert any("invalid regular expression" in line for line in lines)
 
 
@@ -236,7 +242,7 @@ def test_enum_values_checked_against_type() -> None:
 def test_actions_resolve_and_inputs_checked() -> None:
     text = HEAD + (
         '[actions.lint]\nrun = "ruff ${{ inputs.path }} ${{ inputs.nope }}"\n'
-        'inputs.path = { required = true }\n'
+        "inputs.path = { required = true }\n"
         '[steps.a]\nuses = "lnt"\n'
         '[steps.b]\nuses = "lint"\ninputs = { pth = "src" }\n'
     )
@@ -254,12 +260,17 @@ def test_action_needs_run_or_uses_and_python_only() -> None:
 
 
 def test_actions_cannot_read_steps() -> None:
-    [line] = diagnose(HEAD + '[actions.x]\nrun = "${{ steps.a.outputs.v }}"\n[steps.a]\nrun = "x"\n')
+    [line] = diagnose(
+        HEAD + '[actions.x]\nrun = "${{ steps.a.outputs.v }}"\n[steps.a]\nrun = "x"\n'
+    )
     assert "unknown name 'steps'" in line
 
 
 def test_artifact_paths_stay_in_workspace() -> None:
-    lines = diagnose(HEAD + '[artifacts.a]\npath = "/etc/*"\n[artifacts.b]\npath = "../x"\n[steps.s]\nrun = "x"\n')
+    lines = diagnose(
+        HEAD
+        + '[artifacts.a]\npath = "/etc/*"\n[artifacts.b]\npath = "../x"\n[steps.s]\nrun = "x"\n'
+    )
     assert len(lines) == 2 and all("inside the workspace" in line for line in lines)
 
 
@@ -301,7 +312,7 @@ def test_node_kind_rules() -> None:
 
 
 def test_diagnostics_are_sorted_by_position() -> None:
-    lines = diagnose(HEAD + '[steps.b]\nrun = 1\n[steps.a]\nrun = 2\nbad = 1\n')
+    lines = diagnose(HEAD + "[steps.b]\nrun = 1\n[steps.a]\nrun = 2\nbad = 1\n")
     positions = [tuple(int(p) for p in line.split(":")[1:3]) for line in lines]
     assert positions == sorted(positions)
 

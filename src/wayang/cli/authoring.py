@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.render import print_diagnostics, print_plan
+from wayang.cli.render import print_plan
 from wayang.errors import DefinitionError, UsageError
 from wayang.model.loader import load_workflow
 from wayang.model.plan import plan_workflow
@@ -51,7 +51,11 @@ def write_atomically(path: Path, text: str) -> None:
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option(
-    "--template", "-t", type=click.Choice(TEMPLATES), default="basic", show_default=True,
+    "--template",
+    "-t",
+    type=click.Choice(TEMPLATES),
+    default="basic",
+    show_default=True,
     help="Which starter workflow to write.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing workflow.toml.")
@@ -62,7 +66,9 @@ def init(cli: CliContext, directory: Path, template: str, force: bool) -> None:
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
-    text = resources.files("wayang.cli").joinpath("templates", f"{template}.toml").read_text()
+    text = (
+        resources.files("wayang.cli").joinpath("templates").joinpath(f"{template}.toml").read_text()
+    )
     write_atomically(directory / "workflow.schema.json", _schema_text())
     write_atomically(target, text)
     cli.out.print(f"created {target} from the '{template}' template", soft_wrap=True)
@@ -80,31 +86,63 @@ def validate(cli: CliContext, file: Path, as_json: bool) -> None:
     except DefinitionError as exc:
         if not as_json:
             raise
-        _print_json(cli, {"valid": False, "file": str(file), "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+        _print_json(
+            cli,
+            {
+                "valid": False,
+                "file": str(file),
+                "diagnostics": [d.to_dict() for d in exc.diagnostics],
+            },
+        )
         raise click.exceptions.Exit(exc.exit_code) from None
     if as_json:
-        _print_json(cli, {"valid": True, "file": str(file), "id": workflow.id, "steps": len(workflow.steps), "diagnostics": []})
+        _print_json(
+            cli,
+            {
+                "valid": True,
+                "file": str(file),
+                "id": workflow.id,
+                "steps": len(workflow.steps),
+                "diagnostics": [],
+            },
+        )
         return
     count = len(workflow.steps)
-    cli.out.print(
-        f"{file}: valid — {workflow.id} {workflow.version}, {count} step{'s' if count != 1 else ''}",
-        soft_wrap=True,
-    )
+    steps = f"{count} step{'s' if count != 1 else ''}"
+    cli.out.print(f"{file}: valid — {workflow.id} {workflow.version}, {steps}", soft_wrap=True)
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=True, path_type=Path), default="workflow.toml")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value (repeatable).")
-@click.option("--env", "-e", "envs", multiple=True, metavar="NAME=VALUE", help="An environment override for every step (repeatable).")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter value (repeatable).",
+)
+@click.option(
+    "--env",
+    "-e",
+    "envs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An environment override for every step (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @pass_cli
-def plan(cli: CliContext, file: Path, params: tuple[str, ...], envs: tuple[str, ...], as_json: bool) -> None:
+def plan(
+    cli: CliContext, file: Path, params: tuple[str, ...], envs: tuple[str, ...], as_json: bool
+) -> None:
     """Resolve FILE with parameters into the execution plan, and show it."""
     values = parse_assignments(params, "--param")
     overrides = parse_assignments(envs, "--env")
     workflow = load_workflow(file)
     environ = {**os.environ, **overrides}
-    result = plan_workflow(workflow, values, environ=os.environ, env_overrides=overrides, params_are_text=True)
+    result = plan_workflow(
+        workflow, values, environ=os.environ, env_overrides=overrides, params_are_text=True
+    )
     problems = missing_requirements(workflow.requirements, environ)
     if as_json:
         _print_json(cli, {**result.to_dict(), "requirements": {"missing": problems}})

@@ -27,10 +27,13 @@ class CliContext:
         return cls(
             out=Console(highlight=False, no_color=no_color, force_terminal=force, soft_wrap=True),
             err=Console(
-                stderr=True, highlight=False, no_color=no_color, force_terminal=force, soft_wrap=True
+                stderr=True,
+                highlight=False,
+                no_color=no_color,
+                force_terminal=force,
+                soft_wrap=True,
             ),
         )
-
 
     def recolor(self, color: bool) -> None:
         """Force colour on or off (``--color`` / ``--no-color``)."""

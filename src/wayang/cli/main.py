@@ -20,7 +20,9 @@ INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="wayang")
-@click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
+@click.option(
+    "--color/--no-color", default=None, help="Force colour on or off (default: on a terminal)."
+)
 @click.pass_context
 def cli(ctx: click.Context, color: bool | None) -> None:
     """Wayang: durable workflows for people, AI and systems.
@@ -39,24 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status: 0 ok, 1 failed, 2 bad input, 70 internal error."""
     context = CliContext.create()
     try:
-        cli.main(args=argv, prog_name="wayang", standalone_mode=False, obj=context)
-    except DefinitionError as exc:
+        # Without standalone mode click returns an Exit's status instead of raising it.
+        status = cli.main(args=argv, prog_name="wayang", standalone_mode=False, obj=context)
+    except Exception as exc:  # the one place every error becomes an exit status
+        return _report(exc, context)
+    return status if isinstance(status, int) else 0
+
+
+def _report(exc: Exception, context: CliContext) -> int:
+    if isinstance(exc, DefinitionError):
         print_diagnostics(context.err, exc.diagnostics)
-        return exc.exit_code
-    except WayangError as exc:
+    elif isinstance(exc, WayangError):
         context.err.print(f"[bold red]error[/]: {escape(str(exc))}")
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
+    elif isinstance(exc, click.ClickException):
         exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    elif isinstance(exc, click.exceptions.Abort):
         context.err.print("aborted")
         return 130
-    except Exception:
+    else:
         return _internal_error()
-    return 0
+    return int(getattr(exc, "exit_code", 1))
 
 
 def _internal_error() -> int:

@@ -27,10 +27,10 @@ class StepGraph:
         self.predecessors: dict[str, list[str]] = {s: [] for s in self.step_ids}
         self.successors: dict[str, list[str]] = {s: [] for s in self.step_ids}
         for edge in self.edges:
-            if edge.before in self.successors and edge.after in self.predecessors:
-                if edge.before not in self.predecessors[edge.after]:
-                    self.predecessors[edge.after].append(edge.before)
-                    self.successors[edge.before].append(edge.after)
+            known = edge.before in self.successors and edge.after in self.predecessors
+            if known and edge.before not in self.predecessors[edge.after]:
+                self.predecessors[edge.after].append(edge.before)
+                self.successors[edge.before].append(edge.after)
 
     def is_ancestor(self, candidate: str, step: str) -> bool:
         """Whether ``candidate`` always finishes before ``step`` starts."""

@@ -29,6 +29,12 @@ _TABLE_MODELS: dict[Path, type[BaseModel]] = {
     ("defaults",): spec.Defaults,
     ("defaults", "retry"): spec.Retry,
 }
+# Tables nested under a named entry, keyed by the path without the entry names:
+# ("actions", <name>, "inputs", <input>) → ("actions", "inputs").
+_NESTED_MODELS: dict[Path, type[BaseModel]] = {
+    ("actions", "inputs"): spec.ActionInput,
+    ("steps", "cases"): spec.DecisionCase,
+}
 _NAMED_MODELS: dict[str, type[BaseModel]] = {
     "parameters": spec.Parameter,
     "artifacts": spec.Artifact,
@@ -38,20 +44,14 @@ _NAMED_MODELS: dict[str, type[BaseModel]] = {
 
 def table_model(path: Path, raw: Mapping[str, Any]) -> type[BaseModel] | None:
     """The spec model of the table at ``path`` of the raw document, when one is known."""
-    if path in _TABLE_MODELS:
-        return _TABLE_MODELS[path]
     match path:
-        case (section, _) if section in _NAMED_MODELS:
-            return _NAMED_MODELS[section]
-        case ("actions", _, "inputs", _):
-            return spec.ActionInput
         case ("steps", str(step_id)):
             return _step_model(raw, step_id)
+        case (section, _) if section in _NAMED_MODELS:
+            return _NAMED_MODELS[section]
         case ("steps", _, "retry"):
             return spec.Retry
-        case ("steps", _, "cases", int()):
-            return spec.DecisionCase
-    return None
+    return _TABLE_MODELS.get(path) or _NESTED_MODELS.get(path[:1] + path[2:3] + path[4:])
 
 
 def _step_model(raw: Mapping[str, Any], step_id: str) -> type[BaseModel] | None:

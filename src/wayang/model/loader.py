@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from wayang.errors import DefinitionError, Diagnostic, UsageError
 from wayang.model.pydantic_errors import dotted, report_validation_error
+from wayang.model.salvage import salvage_workflow
 from wayang.model.source import SourceFile
 from wayang.model.spec import Workflow
 from wayang.model.toml_positions import Path, Position, toml_error_position
-from wayang.model.salvage import salvage_workflow
 from wayang.model.validate import check_workflow
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -130,9 +130,8 @@ def _walk_limits(value: Any, path: Path, source: SourceFile) -> None:
             stack.extend((child, (*where, key)) for key, child in item.items())
         elif isinstance(item, list):
             stack.extend((child, (*where, index)) for index, child in enumerate(item))
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if not INT64_MIN <= item <= INT64_MAX:
-                source.error(where, f"{dotted(where)}: integer does not fit in 64 bits", "range")
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            source.error(where, f"{dotted(where)}: integer does not fit in 64 bits", "range")
 
 
 def _validate_shape(raw: dict[str, Any], source: SourceFile) -> Workflow | None:

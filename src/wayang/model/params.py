@@ -37,9 +37,9 @@ def value_problems(parameter: Parameter, value: Any) -> list[str]:
     if not matches_type(parameter.type, value):
         return [f"must be {type_phrase(parameter.type)}, got {json.dumps(value)}"]
     problems = []
-    if parameter.pattern is not None and isinstance(value, str):
-        if re.fullmatch(parameter.pattern, value) is None:
-            problems.append(f"{value!r} does not match the pattern {parameter.pattern!r}")
+    pattern = parameter.pattern
+    if pattern is not None and isinstance(value, str) and re.fullmatch(pattern, value) is None:
+        problems.append(f"{value!r} does not match the pattern {parameter.pattern!r}")
     if parameter.enum is not None and value not in parameter.enum:
         allowed = ", ".join(json.dumps(v) for v in parameter.enum)
         problems.append(f"{json.dumps(value)} is not one of {allowed}")

@@ -38,7 +38,7 @@ _EXPECTED = {
 _PATTERN_HINTS = {
     "id": "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit",
     "version": "a semantic version such as '1.2.0'",
-    "step": "letters, digits, '_' and '-', starting with a letter or '_'",
+    "step": "letters, digits, '_' and '-', starting with a letter or '_' and not ending with '-'",
     "name": "letters, digits and '_', starting with a letter or '_'",
     "env": "an environment variable name: letters, digits and '_'",
     "topic": "letters, digits and '.', '_', ':', '/', '-'",
@@ -98,7 +98,7 @@ def _report_key(detail: ErrorDetails, loc: Path, source: SourceFile) -> None:
     what = {"steps": "step id", "parameters": "parameter name", "env": "variable name"}
     section = next((str(p) for p in reversed(loc[:-1]) if str(p) in what), "")
     label = what.get(section, "name")
-    hint = _hint_for(loc[:-1] + ("",))
+    hint = _hint_for((*loc[:-1], ""))
     source.key_error(loc, f"invalid {label} '{loc[-1]}': use {hint}", "invalid-name")
 
 

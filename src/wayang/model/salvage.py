@@ -65,16 +65,37 @@ def _action(value: Any) -> Action:
         return Action.model_validate(value)
     except ValidationError:
         names = value.get("inputs") if isinstance(value, dict) else None
-        inputs = {str(k): ActionInput.model_construct() for k in names or {}} if isinstance(
-            names, dict
-        ) else {}
+        inputs = (
+            {str(k): ActionInput.model_construct() for k in names or {}}
+            if isinstance(names, dict)
+            else {}
+        )
         return Action.model_construct(inputs=inputs)
 
 
 def _step(value: Any) -> StepBase:
     try:
         return _STEP.validate_python(value)
-    except ValidationError:
+    except ValidationError as exc:
+        if isinstance(value, dict):
+            trimmed = _without_failing_keys(value, exc)
+            if trimmed is not None:
+                return _step(trimmed)
         needs = value.get("needs") if isinstance(value, dict) else None
         valid = [n for n in needs if isinstance(n, str)] if isinstance(needs, list) else []
         return NoopStep.model_construct(kind="noop", needs=valid)
+
+
+def _without_failing_keys(value: dict[str, Any], error: ValidationError) -> dict[str, Any] | None:
+    """``value`` minus the keys its errors point at, or ``None`` when nothing can be dropped.
+
+    Dropping a key can only remove errors, so retrying terminates; keys a step cannot do
+    without (``kind``) are never dropped, which ends the retries with the stand-in.
+    """
+    failing = {str(detail["loc"][1]) for detail in error.errors() if len(detail["loc"]) > 1} & set(
+        value
+    )
+    failing.discard("kind")
+    if not failing:
+        return None
+    return {k: v for k, v in value.items() if k not in failing}

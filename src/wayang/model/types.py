@@ -12,7 +12,7 @@ from wayang.model.durations import DURATION_PATTERN, check_duration, parse_durat
 from wayang.model.expr import Expression, Template, compile_expression, compile_template
 
 WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
-STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+STEP_ID_PATTERN = r"^[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Semantic Versioning 2.0.0, the official grammar.
 SEMVER_PATTERN = (

@@ -198,9 +198,9 @@ def step_texts(step: StepBase) -> Iterator[tuple[Path, Expression | Template]]:
         yield ("env", key), value
     yield from _nested_templates(step.inputs, ("inputs",))
     for field in ("run", "prompt", "system", "until", "correlate"):
-        value = getattr(step, field, None)
-        if isinstance(value, Expression | Template):
-            yield (field,), value
+        text = getattr(step, field, None)
+        if isinstance(text, Expression | Template):
+            yield (field,), text
     if isinstance(step, DecisionStep):
         for index, case in enumerate(step.cases):
             yield ("cases", index, "when"), case.when

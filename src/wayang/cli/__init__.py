@@ -1,0 +1,1 @@
+"""The `wayang` command line."""

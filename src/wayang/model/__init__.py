@@ -1,0 +1,1 @@
+"""Workflow definitions: parsing, validation, planning."""
