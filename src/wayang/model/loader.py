@@ -98,7 +98,7 @@ def _parse_toml(source: SourceFile) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         position, message = toml_error_position(exc, text)
-        raise _fail(source, position, f"invalid TOML: {message}", "toml-syntax") from None
+        raise _fail(source, position, f"invalid TOML: {_explain(message)}", "toml-syntax") from None
     except RecursionError:
         message = f"values are nested too deeply; the limit is {MAX_DEPTH} levels"
         raise _fail(source, Position(1, 1), message, "too-deep") from None
@@ -106,6 +106,21 @@ def _parse_toml(source: SourceFile) -> dict[str, Any]:
         # Python refuses to convert integers of thousands of digits; tomllib lets that through.
         message = f"invalid TOML: {exc}; integers must fit in 64 bits"
         raise _fail(source, Position(1, 1), message, "toml-syntax") from None
+
+
+_TOML_HINTS = {
+    "Illegal character '\\n'": "a string is not closed before the end of the line; close the "
+    'quote, or use """triple quotes""" for text over several lines',
+    "Invalid value": 'invalid value; text needs quotes ("..."), booleans are true or false',
+    "Cannot overwrite a value": "this key is already set above; set each key once",
+}
+
+
+def _explain(message: str) -> str:
+    """tomllib's message, made plainer for the mistakes people make most."""
+    if message.startswith("Cannot declare"):
+        return f"{message}: each [table] header may appear once; merge the two tables"
+    return _TOML_HINTS.get(message, message)
 
 
 def _check_limits(raw: dict[str, Any], source: SourceFile) -> None:

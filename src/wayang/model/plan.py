@@ -181,8 +181,40 @@ def _runtime_roots(value: Expression | Template) -> set[str]:
     return {ref.path[0] for e in expressions for ref in e.references} & RUNTIME_ROOTS
 
 
+@dataclass(frozen=True, slots=True)
+class ResolvedStep:
+    """A step with every value rendered, at the moment it is dispatched."""
+
+    command: str | None
+    uses: str | None
+    inputs: dict[str, Any]
+    env: dict[str, str]
+
+
+def resolve_at_runtime(
+    workflow: Workflow,
+    step_id: str,
+    params: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str],
+    env_overrides: Mapping[str, str],
+    steps: Mapping[str, Any],
+    run: Mapping[str, Any],
+) -> ResolvedStep:
+    """Render ``step_id`` with the run's values so far; ``ExpressionError`` if one fails."""
+    context = _Context(
+        workflow, dict(params), {**environ, **env_overrides}, dict(env_overrides), final=True
+    )
+    context.runtime = {"steps": steps, "run": run}
+    planned = context.plan_step(step_id, workflow.steps[step_id], ())
+    return ResolvedStep(planned.command, planned.uses, planned.inputs, planned.env)
+
+
 class _Context:
-    """What planning one run knows: the workflow, parameter values and environment."""
+    """What planning one run knows: the workflow, parameter values and environment.
+
+    With ``final`` (at dispatch time) the run-time names are in scope and nothing is deferred.
+    """
 
     def __init__(
         self,
@@ -190,19 +222,25 @@ class _Context:
         params: dict[str, Any],
         environ: dict[str, str],
         overrides: dict[str, str],
+        final: bool = False,
     ) -> None:
         self.workflow = workflow
         self.params = params
         self.environ = environ
         self.overrides = overrides
+        self.final = final
+        self.runtime: dict[str, Any] = {}
         self.param_env = {f"WAYANG_PARAM_{k.upper()}": _stringify(v) for k, v in params.items()}
+
+    def _defers(self, value: Expression | Template) -> bool:
+        return not self.final and bool(_runtime_roots(value))
 
     def plan_step(self, step_id: str, step: StepBase, needs: tuple[str, ...]) -> PlannedStep:
         defaults = self.workflow.defaults
         action = self._action_of(step)
         deferred: list[str] = []
         inputs = self._inputs(step, action, deferred)
-        scope = {"params": self.params, "env": self.environ, "inputs": inputs}
+        scope = {"params": self.params, "env": self.environ, "inputs": inputs, **self.runtime}
         run_template = self._run_template(step, action)
         command = self._render(run_template, scope, "run", deferred, quote=True)
         env = self._env(step, action, scope, deferred)
@@ -247,7 +285,7 @@ class _Context:
         merged: dict[str, Any] = {}
         if action is not None:
             merged = {k: v.default for k, v in action.inputs.items() if v.default is not None}
-        scope = {"params": self.params, "env": self.environ}
+        scope = {"params": self.params, "env": self.environ, **self.runtime}
         for key, value in step.inputs.items():
             merged[key] = self._resolve_value(value, scope, f"inputs.{key}", deferred)
         return merged
@@ -256,7 +294,7 @@ class _Context:
         self, value: Any, scope: dict[str, Any], label: str, deferred: list[str]
     ) -> Any:
         if isinstance(value, Template):
-            if _runtime_roots(value):
+            if self._defers(value):
                 deferred.append(label)
                 return value.source
             return self._evaluate_template(value, scope, label)
@@ -286,11 +324,7 @@ class _Context:
     ) -> str | None:
         if template is None:
             return None
-        if (
-            _runtime_roots(template)
-            or label in deferred
-            or self._reads_deferred(template, deferred)
-        ):
+        if self._defers(template) or label in deferred or self._reads_deferred(template, deferred):
             deferred.append(label)
             return None
         try:

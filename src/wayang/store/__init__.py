@@ -1,0 +1,1 @@
+"""Durable state: the store port and its adapters (SQLite now, PostgreSQL for fleets)."""

@@ -1,0 +1,206 @@
+"""The store port: the few primitives every durable feature is built on (DESIGN.md §5).
+
+Runs are event-sourced: a run's history is an append-only list of events, numbered from 1. Writers
+append with the version they last saw (optimistic concurrency), and the tasks and timers a decision
+creates are written in the same transaction as its events (outbox), so a crash never leaves one
+without the other. Workers claim tasks under a lease with a fencing token; a completion carrying a
+stale token is rejected, and the first completion recorded wins. Every record carries a tenant.
+
+Adapters implement :class:`Store`; one contract test suite runs against each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wayang.errors import WayangError
+
+DEFAULT_TENANT = "default"
+
+
+class StoreError(WayangError):
+    """The store cannot do what was asked (corrupt file, newer schema, unreachable server)."""
+
+
+class ConcurrencyError(StoreError):
+    """An append expected a run version that is no longer current: someone else wrote first."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its type name, payload and shape version."""
+
+    type: str
+    data: dict[str, Any]
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: ``seq`` is its 1-based position in the run's history."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    version: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """Work for a worker. ``idempotency_key`` is stable across retries of one logical step."""
+
+    task_id: str
+    run_id: str
+    step_id: str
+    attempt: int
+    idempotency_key: str
+    payload: dict[str, Any]
+    available_at: float
+    queue: str = "default"
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task a worker holds under a lease; ``fencing_token`` grows with every claim."""
+
+    task_id: str
+    run_id: str
+    step_id: str
+    attempt: int
+    idempotency_key: str
+    payload: dict[str, Any]
+    owner: str
+    fencing_token: int
+    lease_expires_at: float
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished task whose result the engine has not yet folded into the run's history."""
+
+    task_id: str
+    run_id: str
+    step_id: str
+    attempt: int
+    result: dict[str, Any]
+    completed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable wake-up for a run at ``due_at`` (retry back-off, timeouts, durable sleeps)."""
+
+    timer_id: str
+    run_id: str
+    due_at: float
+    payload: dict[str, Any]
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run's summary row: what it runs, its status, and how many events its history holds."""
+
+    run_id: str
+    workflow_id: str
+    status: str
+    created_at: float
+    updated_at: float
+    version: int = 0
+    spec: dict[str, Any] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
+    owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One run's part of a (possibly grouped) commit: events plus the work they create.
+
+    ``acknowledge`` lists completions whose results these events record, so they are consumed
+    in the same transaction. ``status`` updates the run's summary row when set.
+    """
+
+    run_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    tasks: Sequence[NewTask] = ()
+    timers: Sequence[Timer] = ()
+    cancel_timers: Sequence[str] = ()
+    acknowledge: Sequence[str] = ()
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One captured line of a step's output."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    stream: str
+    line: str
+    at: float
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A task that exhausted its attempts, kept for inspection and replay."""
+
+    dlq_id: str
+    run_id: str
+    step_id: str
+    attempts: int
+    error: str
+    payload: dict[str, Any]
+    at: float
+    tenant: str = DEFAULT_TENANT
+
+
+class Store(Protocol):
+    """The primitives. Every method is one transaction; ``commit`` takes many runs' appends."""
+
+    # runs and histories
+    def create_run(self, run: RunRecord, first: Append) -> None: ...
+    def commit(self, appends: Sequence[Append], now: float) -> None: ...
+    def load_history(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]: ...
+    def get_run(self, run_id: str, tenant: str = DEFAULT_TENANT) -> RunRecord | None: ...
+    def list_runs(
+        self, status: str | None = None, limit: int = 50, tenant: str = DEFAULT_TENANT
+    ) -> list[RunRecord]: ...
+    def lease_run(self, run_id: str, owner: str, now: float, lease_s: float) -> bool: ...
+    def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]: ...
+
+    # tasks
+    def claim(
+        self, owner: str, now: float, lease_s: float, limit: int = 1, queue: str = "default"
+    ) -> list[ClaimedTask]: ...
+    def heartbeat(self, task_id: str, fencing_token: int, now: float, lease_s: float) -> bool: ...
+    def complete(
+        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
+    ) -> bool: ...
+    def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]: ...
+    def requeue_expired(self, now: float) -> int: ...
+
+    # timers
+    def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...
+
+    # logs, dead letters, key-value
+    def append_logs(self, lines: Sequence[LogLine]) -> None: ...
+    def read_logs(
+        self, run_id: str, step_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[LogLine]: ...
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+    def dead_letters(self, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[DeadLetter]: ...
+    def remove_dead_letter(self, dlq_id: str) -> DeadLetter | None: ...
+    def kv_get(self, namespace: str, key: str) -> Any: ...
+    def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
+
+    def close(self) -> None: ...
