@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from engine_sim import Sim
-
 from wayang.engine import events as ev
 from wayang.engine.decide import retry_delay
 from wayang.engine.messages import CancelRun, DeadLetter, StopTask, TaskFinished, TimerFired, Wake

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from engine_sim import Sim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine_sim import Sim
 from wayang.engine.messages import CancelRun, TaskFinished, TimerFired
 from wayang.engine.state import TERMINAL_STEP, StepStatus
 

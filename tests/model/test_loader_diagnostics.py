@@ -357,3 +357,45 @@ def test_load_workflow_file_errors(tmp_path: object) -> None:
     with pytest.raises(DefinitionError) as caught:
         load_workflow(base / "w.toml")
     assert caught.value.diagnostics[0].file == str(base / "w.toml")
+
+
+def test_jitter_has_one_clear_rule() -> None:
+    [line] = diagnose(HEAD + '[steps.a]\nrun = "x"\nretry = { jitter = 1.5 }\n')
+    assert line.endswith(
+        "steps.a.retry.jitter: jitter is true, false or a number from 0 to 1 (got 1.5)"
+    )
+
+
+def test_each_bad_input_expression_is_reported_where_it_is() -> None:
+    lines = diagnose(
+        HEAD + '[steps.a]\nrun = "x"\ninputs = { y = "${{ 1 + 2 }}", z = "${{ 3 * 4 }}" }\n'
+    )
+    assert [line.split(": error: ")[0] for line in lines] == [
+        "workflow.toml:4:23",
+        "workflow.toml:4:43",
+    ]
+    assert "steps.a.inputs.y" in lines[0] and "steps.a.inputs.z" in lines[1]
+
+
+def test_inputs_cannot_read_inputs_and_event_only_in_correlate() -> None:
+    [line] = diagnose(HEAD + '[steps.a]\nrun = "x"\ninputs = { a = "1", b = "${{ inputs.a }}" }\n')
+    assert "unknown name 'inputs'" in line
+    text = HEAD + '[steps.a]\nkind = "event"\ntopic = "t"\nenv = { K = "${{ event.id }}" }\n'
+    [line] = diagnose(text)
+    assert "unknown name 'event'" in line
+
+
+def test_action_input_defaults_are_plain_values() -> None:
+    [line] = diagnose(
+        HEAD + '[actions.x]\nrun = "y"\ninputs.v = "${{ params.n }}"\n[steps.a]\nuses = "x"\n'
+    )
+    assert "an action input's default is a plain value" in line
+
+
+def test_hints_read_cleanly() -> None:
+    lines = diagnose(
+        HEAD
+        + '[actions.greet]\nrun = "x"\n[steps.a]\nuses = "gret"\n[steps.b]\nrun = "${{ run.idd }}"\n'
+    )
+    assert all("?;" not in line for line in lines)
+    assert lines[0].endswith("unknown action 'gret'; did you mean 'greet'?")

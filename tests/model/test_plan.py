@@ -162,3 +162,11 @@ def test_plan_to_dict_is_json_ready() -> None:
     assert data["workflow"] == {"id": "p", "name": "p", "version": "1.2.3"}
     assert [s["id"] for s in data["steps"]] == ["first", "second", "py"]
     assert data["steps"][1]["retry"]["attempts"] == 1
+
+
+def test_integer_parameters_must_fit_64_bits() -> None:
+    workflow = load('id = "i"\n[parameters.n]\ntype = "integer"\n[steps.a]\nrun = "x"\n')
+    with pytest.raises(PlanError, match="must fit in 64 bits"):
+        plan_workflow(workflow, {"n": "9999999999999999999"}, params_are_text=True)
+    with pytest.raises(PlanError, match="must fit in 64 bits"):
+        plan_workflow(workflow, {"n": 2**64})

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wayang.errors import DefinitionError, Diagnostic, UsageError
+from wayang.model.params import INT64_MAX, INT64_MIN
 from wayang.model.pydantic_errors import dotted, report_validation_error
 from wayang.model.salvage import salvage_workflow
 from wayang.model.source import SourceFile
@@ -25,7 +26,6 @@ from wayang.model.validate import check_workflow
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_STEPS = 50_000
 MAX_DEPTH = 32
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def load_workflow(path: str | FsPath) -> Workflow:

@@ -36,6 +36,8 @@ def value_problems(parameter: Parameter, value: Any) -> list[str]:
     """Every rule of ``parameter`` that ``value`` breaks, as phrases (empty when it fits)."""
     if not matches_type(parameter.type, value):
         return [f"must be {type_phrase(parameter.type)}, got {json.dumps(value)}"]
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return [f"must fit in 64 bits, got {value}"]
     problems = []
     pattern = parameter.pattern
     if pattern is not None and isinstance(value, str) and re.fullmatch(pattern, value) is None:
@@ -75,11 +77,17 @@ def _parse_boolean(text: str) -> bool:
     raise ValueError(f"must be true or false, got {text!r}")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _parse_integer(text: str) -> int:
     stripped = text.strip()
     if not re.fullmatch(r"[+-]?\d{1,19}", stripped):
         raise ValueError(f"must be an integer, got {text!r}")
-    return int(stripped)
+    value = int(stripped)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"must fit in 64 bits, got {text!r}")
+    return value
 
 
 def _parse_number(text: str) -> float | int:

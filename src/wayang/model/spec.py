@@ -88,9 +88,9 @@ def _scalar_to_text(value: Any) -> Any:
 EnvValue = Annotated[TemplateField, BeforeValidator(_scalar_to_text)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME)]
 Env = dict[EnvName, EnvValue]
+InputValue = Annotated[Any, BeforeValidator(_compile_strings)]
 Inputs = Annotated[
-    dict[Name, Any],
-    BeforeValidator(_compile_strings),
+    dict[Name, InputValue],
     WithJsonSchema({"type": "object", "description": "Inputs; strings may hold ${{ }}."}),
 ]
 
@@ -138,6 +138,16 @@ class Requirements(Spec):
     env: list[EnvName] = []
 
 
+def _jitter(value: Any) -> Any:
+    """``true`` (up to 20%), ``false``, or a fraction from 0 to 1 — one rule, one message."""
+    ok_number = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+    if isinstance(value, bool) or ok_number:
+        return value
+    raise PydanticCustomError(
+        "jitter", "jitter is true, false or a number from 0 to 1 (got {value})", {"value": value}
+    )
+
+
 class Retry(Spec):
     """How a failed attempt is retried."""
 
@@ -145,7 +155,13 @@ class Retry(Spec):
     backoff: Literal["fixed", "exponential"] = "exponential"
     delay: Duration = 1.0
     max_delay: Duration = 300.0
-    jitter: bool | Annotated[float, Field(ge=0, le=1)] = True
+    jitter: Annotated[
+        bool | float,
+        BeforeValidator(_jitter),
+        WithJsonSchema(
+            {"anyOf": [{"type": "boolean"}, {"type": "number", "minimum": 0, "maximum": 1}]}
+        ),
+    ] = True
 
 
 class Defaults(Spec):
@@ -163,6 +179,17 @@ class ActionInput(Spec):
     description: str = ""
     default: Any = None
     required: bool = False
+
+    @field_validator("default")
+    @classmethod
+    def _plain_default(cls, value: Any) -> Any:
+        if isinstance(value, str) and "${{" in value:
+            raise PydanticCustomError(
+                "plain_default",
+                "an action input's default is a plain value; pass ${{ }} values from the "
+                "step's inputs instead",
+            )
+        return value
 
 
 def _short_input(value: Any) -> Any:

@@ -7,7 +7,7 @@ key or value at fault, so a user sees all of them at once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wayang.model.expr import Expression, Template
@@ -137,10 +137,17 @@ def _check_step(
     if isinstance(step, TaskStep) and step.uses and not step.uses.startswith("python:"):
         _check_action_use(workflow, step_id, step, source)
     scope = Scope(workflow, graph, frozenset(step.inputs), step_id=step_id)
-    if isinstance(step, EventStep):
-        scope = scope.with_roots("event")
     for path, value in step_texts(step):
-        _check_text(scope, (*where, *path), value, source)
+        _check_text(_scope_at(scope, step, path), (*where, *path), value, source)
+
+
+def _scope_at(scope: Scope, step: StepBase, path: Path) -> Scope:
+    """Inputs cannot read inputs (they are being made); only ``correlate`` sees the event."""
+    if path[:1] == ("inputs",):
+        return scope.without_inputs()
+    if isinstance(step, EventStep) and path == ("correlate",):
+        return scope.with_roots("event")
+    return scope
 
 
 def _check_compensate(workflow: Workflow, step_id: str, target: str, source: SourceFile) -> None:
@@ -172,11 +179,8 @@ def _check_action_use(workflow: Workflow, step_id: str, step: TaskStep, source: 
     name = step.uses or ""
     action = workflow.actions.get(name)
     if action is None:
-        hint = did_you_mean(name, workflow.actions)
-        message = (
-            f"unknown action '{name}'{hint or ''}; define [actions.{name}] or write "
-            "'python:package.module:function'"
-        )
+        define = f"; define [actions.{name}] or write 'python:package.module:function'"
+        message = f"unknown action '{name}'" + (did_you_mean(name, workflow.actions) or define)
         source.error(("steps", step_id, "uses"), message, "unknown-action")
         return
     for key in step.inputs:
@@ -231,19 +235,19 @@ class Scope:
     allow_steps: bool = True
     extra_roots: frozenset[str] = frozenset()
 
+    allow_inputs: bool = True
+
     def with_roots(self, *roots: str) -> Scope:
-        return Scope(
-            self.workflow,
-            self.graph,
-            self.inputs,
-            self.step_id,
-            self.allow_steps,
-            self.extra_roots | frozenset(roots),
-        )
+        return replace(self, extra_roots=self.extra_roots | frozenset(roots))
+
+    def without_inputs(self) -> Scope:
+        return replace(self, allow_inputs=False)
 
     @property
     def roots(self) -> tuple[str, ...]:
-        base = ("params", "env", "run", "inputs") + (("steps",) if self.allow_steps else ())
+        base: tuple[str, ...] = ("params", "env", "run")
+        base += ("inputs",) if self.allow_inputs else ()
+        base += ("steps",) if self.allow_steps else ()
         return base + tuple(sorted(self.extra_roots))
 
 
@@ -277,9 +281,8 @@ def references_with_offsets(value: Expression | Template) -> Iterator[tuple[tupl
 def _reference_problem(scope: Scope, path: tuple[str, ...]) -> str | None:
     root = path[0]
     if root not in scope.roots:
-        return f"unknown name '{root}'{did_you_mean(root, scope.roots)}; names are " + ", ".join(
-            scope.roots
-        )
+        names = "; names here are " + ", ".join(scope.roots)
+        return f"unknown name '{root}'" + (did_you_mean(root, scope.roots) or names)
     checks = {"params": _param_ref, "steps": _step_ref, "run": _run_ref, "inputs": _input_ref}
     check = checks.get(root)
     return check(scope, path) if check and len(path) > 1 else None
@@ -317,9 +320,8 @@ def _step_ref(scope: Scope, path: tuple[str, ...]) -> str | None:
 def _run_ref(scope: Scope, path: tuple[str, ...]) -> str | None:
     if path[1] in RUN_FIELDS:
         return None
-    return f"run has no '{path[1]}'{did_you_mean(path[1], RUN_FIELDS)}; use " + ", ".join(
-        f"run.{f}" for f in RUN_FIELDS
-    )
+    fields = ", ".join(f"run.{f}" for f in RUN_FIELDS)
+    return f"run has no '{path[1]}'" + (did_you_mean(path[1], RUN_FIELDS) or f"; use {fields}")
 
 
 def _input_ref(scope: Scope, path: tuple[str, ...]) -> str | None:
