@@ -399,3 +399,10 @@ def test_hints_read_cleanly() -> None:
     )
     assert all("?;" not in line for line in lines)
     assert lines[0].endswith("unknown action 'gret'; did you mean 'greet'?")
+
+
+def test_step_ids_with_double_hyphens_can_be_read() -> None:
+    load(
+        HEAD
+        + '[steps.a--0]\nrun = "x"\n[steps.b]\nneeds = ["a--0"]\nrun = "${{ steps.a--0.outputs.v }}"\n'
+    )

@@ -55,7 +55,8 @@ class Token:
 _SPACE = re.compile(r"[ \t\r\n]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # After a dot a key may contain inner hyphens, because step ids do (steps.build-docker.outputs).
-_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
+# The same rule as step ids: "-" inside, never at the end (so `a-b` is one key).
+_SEGMENT = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.]*")
 # Python operators are lexed too, only so that the parser can explain why they are refused.
