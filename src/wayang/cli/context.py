@@ -22,7 +22,7 @@ class CliContext:
     @classmethod
     def create(cls, color: bool | None = None) -> CliContext:
         # rich detects terminals and honours NO_COLOR; `color` lets --no-color force it off.
-        force = None if color is None else color
+        force = True if color else None  # --color forces a terminal; --no-color only drops colour
         no_color = None if color is None else not color
         return cls(
             out=Console(highlight=False, no_color=no_color, force_terminal=force, soft_wrap=True),

@@ -36,17 +36,35 @@ def print_plan(console: Console, plan: Plan, problems: Sequence[str]) -> None:
         f"{len(plan.steps)} step{'s' if len(plan.steps) != 1 else ''}",
         soft_wrap=True,
     )
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("#", "step", "kind", "needs", "does", "when", "timeout", "retry"):
-        table.add_column(column, overflow="fold")
-    for index, step in enumerate(plan.steps, start=1):
-        table.add_row(str(index), *(escape(cell) for cell in _cells(step)))
-    console.print(table)
+    if console.is_terminal:
+        console.print(_plan_table(plan))
+    else:
+        _print_plain_steps(console, plan)
     if plan.params:
         params = ", ".join(f"{k}={v!r}" for k, v in plan.params.items())
         console.print(f"parameters: {escape(params)}", soft_wrap=True)
     for problem in problems:
         console.print(f"[yellow]requirement[/]: {escape(problem)}", soft_wrap=True)
+
+
+def _plan_table(plan: Plan) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("#", "step", "kind", "needs", "does", "when", "timeout", "retry"):
+        table.add_column(column, overflow="fold")
+    for index, step in enumerate(plan.steps, start=1):
+        table.add_row(str(index), *(escape(cell) for cell in _cells(step)))
+    return table
+
+
+def _print_plain_steps(console: Console, plan: Plan) -> None:
+    """One block per step: readable in logs and pipes, where a table would be cut to 80 columns."""
+    for index, step in enumerate(plan.steps, start=1):
+        _, kind, needs, does, when, timeout, retry = _cells(step)
+        console.print(f"{index}. {escape(step.id)} ({kind})", soft_wrap=True)
+        if does:
+            console.print(f"   {escape(does)}", soft_wrap=True)
+        details = f"needs: {needs}  when: {when}  timeout: {timeout}  retry: {retry}"
+        console.print(f"   {escape(details)}", soft_wrap=True)
 
 
 def _cells(step: PlannedStep) -> tuple[str, ...]:
