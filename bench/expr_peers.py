@@ -12,6 +12,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+from wayang.model.expr import compile_expression
+
 SCOPE: dict[str, Any] = {
     "params": {"env": "prod", "tags": ["a", "b"]},
     "steps": {"build": {"outputs": {"ok": "yes"}, "status": "succeeded"}},
@@ -29,8 +31,6 @@ def emit(engine: str, **figures: float) -> None:
 
 
 def wayang_case() -> None:
-    from wayang.model.expr import compile_expression
-
     compiled = compile_expression(SOURCE)
     assert compiled.evaluate(SCOPE) is True
     emit("wayang", us_per_eval=per_call_us(lambda: compiled.evaluate(SCOPE)))
@@ -38,7 +38,7 @@ def wayang_case() -> None:
 
 def simpleeval_case() -> None:
     try:
-        from simpleeval import EvalWithCompoundTypes
+        from simpleeval import EvalWithCompoundTypes  # noqa: PLC0415 — an optional peer
     except ImportError:
         return
     evaluator = EvalWithCompoundTypes(names=SCOPE)
@@ -49,7 +49,7 @@ def simpleeval_case() -> None:
 
 def jinja_case() -> None:
     try:
-        from jinja2.sandbox import SandboxedEnvironment
+        from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415 — an optional peer
     except ImportError:
         return
     compiled = SandboxedEnvironment().compile_expression(SOURCE)

@@ -1,0 +1,179 @@
+"""Between the port's dataclasses and database rows: JSON text out, parameter dicts in.
+
+Kept apart from any one adapter: the SQL files of every dialect select columns in the order these
+readers unpack them, so a PostgreSQL adapter can reuse them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from wayang.store.port import (
+    Append,
+    ClaimedTask,
+    Completion,
+    DeadLetter,
+    LogLine,
+    NewTask,
+    RunRecord,
+    StoredEvent,
+    Timer,
+)
+
+Row = tuple[Any, ...]
+Params = dict[str, Any]
+
+# Compact separators: payloads are stored many times over, and nobody reads the raw text.
+_encoder = json.JSONEncoder(separators=(",", ":"))
+
+
+def to_json(value: Any) -> str:
+    """Encode ``value`` as compact JSON text."""
+    return _encoder.encode(value)
+
+
+def from_json(text: str | None) -> Any:
+    """Decode JSON text; a missing value (SQL NULL) reads as ``None``."""
+    return None if text is None else json.loads(text)
+
+
+# ------------------------------------------------------------------------------------ params
+
+
+def run_params(run: RunRecord) -> Params:
+    return {
+        "run_id": run.run_id,
+        "tenant": run.tenant,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "spec": to_json(run.spec),
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "owner": run.owner,
+        "lease_expires_at": run.lease_expires_at,
+    }
+
+
+def event_params(append: Append, tenant: str, now: float) -> Iterator[Params]:
+    """The rows of ``append``'s events, numbered on from the version it expected."""
+    for offset, event in enumerate(append.events, start=1):
+        yield {
+            "run_id": append.run_id,
+            "seq": append.expected_version + offset,
+            "tenant": tenant,
+            "type": event.type,
+            "data": to_json(event.data),
+            "version": event.version,
+            "at": now,
+        }
+
+
+def task_params(task: NewTask) -> Params:
+    return {
+        "task_id": task.task_id,
+        "tenant": task.tenant,
+        "run_id": task.run_id,
+        "step_id": task.step_id,
+        "attempt": task.attempt,
+        "idempotency_key": task.idempotency_key,
+        "queue": task.queue,
+        "payload": to_json(task.payload),
+        "available_at": task.available_at,
+    }
+
+
+def timer_params(timer: Timer) -> Params:
+    return {
+        "timer_id": timer.timer_id,
+        "tenant": timer.tenant,
+        "run_id": timer.run_id,
+        "due_at": timer.due_at,
+        "payload": to_json(timer.payload),
+    }
+
+
+def log_params(line: LogLine) -> Params:
+    return {
+        "run_id": line.run_id,
+        "step_id": line.step_id,
+        "attempt": line.attempt,
+        "stream": line.stream,
+        "line": line.line,
+        "at": line.at,
+    }
+
+
+def dead_letter_params(letter: DeadLetter) -> Params:
+    return {
+        "dlq_id": letter.dlq_id,
+        "tenant": letter.tenant,
+        "run_id": letter.run_id,
+        "step_id": letter.step_id,
+        "attempts": letter.attempts,
+        "error": letter.error,
+        "payload": to_json(letter.payload),
+        "at": letter.at,
+    }
+
+
+# ------------------------------------------------------------------------------------ readers
+
+
+def read_run(row: Row) -> RunRecord:
+    run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner, lease = row
+    return RunRecord(
+        run_id=run_id,
+        workflow_id=workflow_id,
+        status=status,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=version,
+        spec=from_json(spec),
+        tenant=tenant,
+        owner=owner,
+        lease_expires_at=lease,
+    )
+
+
+def read_event(row: Row) -> StoredEvent:
+    run_id, seq, type_, data, version, at = row
+    return StoredEvent(run_id, seq, type_, from_json(data), version, at)
+
+
+def read_claimed(row: Row) -> ClaimedTask:
+    """A claimed task; the row's last column (``available_at``) only orders the claim."""
+    task_id, run_id, step_id, attempt, key, payload, owner, token, lease, tenant, _ = row
+    return ClaimedTask(
+        task_id=task_id,
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        idempotency_key=key,
+        payload=from_json(payload),
+        owner=owner,
+        fencing_token=token,
+        lease_expires_at=lease,
+        tenant=tenant,
+    )
+
+
+def read_completion(row: Row) -> Completion:
+    task_id, run_id, step_id, attempt, result, completed_at = row
+    return Completion(task_id, run_id, step_id, attempt, from_json(result), completed_at)
+
+
+def read_timer(row: Row) -> Timer:
+    timer_id, run_id, due_at, payload, tenant = row
+    return Timer(timer_id, run_id, due_at, from_json(payload), tenant)
+
+
+def read_log(row: Row) -> LogLine:
+    run_id, step_id, attempt, stream, line, at, seq = row
+    return LogLine(run_id, step_id, attempt, stream, line, at, seq)
+
+
+def read_dead_letter(row: Row) -> DeadLetter:
+    dlq_id, run_id, step_id, attempts, error, payload, at, tenant = row
+    return DeadLetter(dlq_id, run_id, step_id, attempts, error, from_json(payload), at, tenant)

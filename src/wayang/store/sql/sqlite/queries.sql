@@ -1,0 +1,236 @@
+-- Named queries of the SQLite store. Each block starts with a "-- name: xxx" line and is run by
+-- wayang.store.sqlite with named parameters (:like_this). Column order in SELECT and RETURNING
+-- lists is what the row readers in wayang.store.rows expect.
+
+-- Store identity, read before anything is written so a foreign database is never touched.
+-- name: store_identity
+SELECT application_id, user_version FROM pragma_application_id(), pragma_user_version();
+
+-- name: list_tables
+SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name;
+
+-- ---------------------------------------------------------------------------------- runs
+
+-- ON CONFLICT DO NOTHING: the caller learns of an existing run from the row count.
+-- name: insert_run
+INSERT INTO runs (
+    run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+)
+VALUES (
+    :run_id, :tenant, :workflow_id, :status, 0, :spec, :created_at, :updated_at, :owner,
+    :lease_expires_at
+)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- Checks the expected version and moves it on in one statement; no row back means a conflict.
+-- name: advance_run
+UPDATE runs
+SET version = :new_version, updated_at = :now, status = coalesce(:status, status)
+WHERE run_id = :run_id AND version = :expected_version
+RETURNING tenant;
+
+-- name: run_version
+SELECT version FROM runs WHERE run_id = :run_id;
+
+-- name: get_run
+SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+FROM runs
+WHERE run_id = :run_id AND tenant = :tenant;
+
+-- name: list_runs
+SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+FROM runs
+WHERE tenant = :tenant
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;
+
+-- name: list_runs_by_status
+SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+FROM runs
+WHERE tenant = :tenant AND status = :status
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;
+
+-- name: lease_run
+UPDATE runs
+SET owner = :owner, lease_expires_at = :lease_expires_at
+WHERE run_id = :run_id
+    AND (owner IS NULL OR owner = :owner OR lease_expires_at IS NULL OR lease_expires_at <= :now);
+
+-- The status test repeats the partial index's WHERE so SQLite can use runs_unfinished.
+-- name: orphaned_runs
+SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+FROM runs
+WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+    AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+ORDER BY lease_expires_at, run_id
+LIMIT :limit;
+
+-- ---------------------------------------------------------------------------------- events
+
+-- name: insert_event
+INSERT INTO events (run_id, seq, tenant, type, data, version, at)
+VALUES (:run_id, :seq, :tenant, :type, :data, :version, :at);
+
+-- name: load_history
+SELECT run_id, seq, type, data, version, at
+FROM events
+WHERE run_id = :run_id AND seq > :after_seq
+ORDER BY seq;
+
+-- ---------------------------------------------------------------------------------- tasks
+
+-- name: insert_task
+INSERT INTO tasks (
+    task_id, tenant, run_id, step_id, attempt, idempotency_key, queue, payload, available_at
+)
+VALUES (
+    :task_id, :tenant, :run_id, :step_id, :attempt, :idempotency_key, :queue, :payload,
+    :available_at
+);
+
+-- Claim in one statement: the oldest available queued tasks, and claimed ones whose lease ran
+-- out, ordered by when they became available. Each branch reads its own partial index and stops
+-- after :limit rows, so a long backlog is never sorted whole. The RETURNING rows come back in
+-- no set order; the caller sorts them by the last column.
+-- name: claim_tasks
+UPDATE tasks
+SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
+    fencing_token = fencing_token + 1
+WHERE task_id IN (
+    SELECT task_id FROM (
+        SELECT * FROM (
+            SELECT task_id, available_at FROM tasks
+            WHERE status = 'queued' AND queue = :queue AND available_at <= :now
+            ORDER BY available_at
+            LIMIT :limit
+        )
+        UNION ALL
+        SELECT * FROM (
+            SELECT task_id, available_at FROM tasks
+            WHERE status = 'claimed' AND lease_expires_at <= :now AND queue = :queue
+            ORDER BY available_at
+            LIMIT :limit
+        )
+    )
+    ORDER BY available_at
+    LIMIT :limit
+)
+RETURNING task_id, run_id, step_id, attempt, idempotency_key, payload, owner, fencing_token,
+    lease_expires_at, tenant, available_at;
+
+-- name: heartbeat_task
+UPDATE tasks
+SET lease_expires_at = :lease_expires_at
+WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_token;
+
+-- The fencing token makes the first completion win and rejects a stale worker's.
+-- name: complete_task
+UPDATE tasks
+SET status = 'completed', result = :result, completed_at = :now, lease_expires_at = NULL
+WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_token;
+
+-- name: completions
+SELECT task_id, run_id, step_id, attempt, result, completed_at
+FROM tasks
+WHERE status = 'completed'
+ORDER BY completed_at, task_id
+LIMIT :limit;
+
+-- name: completions_for_run
+SELECT task_id, run_id, step_id, attempt, result, completed_at
+FROM tasks
+WHERE status = 'completed' AND run_id = :run_id
+ORDER BY completed_at, task_id
+LIMIT :limit;
+
+-- name: consume_completion
+UPDATE tasks
+SET status = 'consumed'
+WHERE task_id = :task_id AND run_id = :run_id AND status = 'completed';
+
+-- name: requeue_expired
+UPDATE tasks
+SET status = 'queued', owner = NULL, lease_expires_at = NULL
+WHERE status = 'claimed' AND lease_expires_at <= :now;
+
+-- ---------------------------------------------------------------------------------- timers
+
+-- name: insert_timer
+INSERT INTO timers (timer_id, tenant, run_id, due_at, payload)
+VALUES (:timer_id, :tenant, :run_id, :due_at, :payload);
+
+-- name: delete_timer
+DELETE FROM timers WHERE timer_id = :timer_id AND run_id = :run_id;
+
+-- name: due_timers
+SELECT timer_id, run_id, due_at, payload, tenant
+FROM timers
+WHERE due_at <= :now
+ORDER BY due_at, timer_id
+LIMIT :limit;
+
+-- ---------------------------------------------------------------------------------- counters
+
+-- name: bump_counter
+INSERT INTO counters (name, value) VALUES (:name, 1)
+ON CONFLICT (name) DO UPDATE SET value = value + 1;
+
+-- name: read_counter
+SELECT value FROM counters WHERE name = :name;
+
+-- ---------------------------------------------------------------------------------- logs
+
+-- LogLine has no tenant: a line takes its run's.
+-- name: insert_log
+INSERT INTO logs (tenant, run_id, step_id, attempt, stream, line, at)
+VALUES (
+    coalesce((SELECT tenant FROM runs WHERE run_id = :run_id), 'default'),
+    :run_id, :step_id, :attempt, :stream, :line, :at
+);
+
+-- name: read_logs
+SELECT run_id, step_id, attempt, stream, line, at, seq
+FROM logs
+WHERE run_id = :run_id AND seq > :after_seq
+ORDER BY seq
+LIMIT :limit;
+
+-- name: read_logs_for_step
+SELECT run_id, step_id, attempt, stream, line, at, seq
+FROM logs
+WHERE run_id = :run_id AND step_id = :step_id AND seq > :after_seq
+ORDER BY seq
+LIMIT :limit;
+
+-- ---------------------------------------------------------------------------------- dead letters
+
+-- name: insert_dead_letter
+INSERT INTO dead_letters (dlq_id, tenant, run_id, step_id, attempts, error, payload, at)
+VALUES (:dlq_id, :tenant, :run_id, :step_id, :attempts, :error, :payload, :at);
+
+-- name: dead_letters
+SELECT dlq_id, run_id, step_id, attempts, error, payload, at, tenant
+FROM dead_letters
+WHERE tenant = :tenant
+ORDER BY at, dlq_id
+LIMIT :limit;
+
+-- name: remove_dead_letter
+DELETE FROM dead_letters
+WHERE dlq_id = :dlq_id
+RETURNING dlq_id, run_id, step_id, attempts, error, payload, at, tenant;
+
+-- ---------------------------------------------------------------------------------- key-value
+
+-- name: kv_get
+SELECT value FROM kv WHERE namespace = :namespace AND key = :key;
+
+-- name: kv_set
+INSERT INTO kv (namespace, key, value) VALUES (:namespace, :key, :value)
+ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value;

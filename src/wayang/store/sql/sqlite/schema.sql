@@ -1,0 +1,128 @@
+-- The Wayang store for SQLite: the whole current schema (version 1).
+--
+-- A new store is created from this file; an older one is brought here by migrations/. A test
+-- proves both give the same schema, so a change goes into a new migration AND into this file.
+--
+-- Times are seconds since the epoch (REAL). Dicts are JSON text. Every table holding run data
+-- carries a tenant. Indexes on the hot paths are partial: they hold only rows still in play
+-- (queued or leased tasks, unconsumed completions, unfinished runs), so they stay small however
+-- many runs have finished.
+
+-- A run's summary row; ``version`` is the number of events in its history (optimistic locking).
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL
+);
+
+CREATE INDEX runs_by_tenant ON runs (tenant, created_at);
+
+CREATE INDEX runs_by_tenant_status ON runs (tenant, status, created_at);
+
+-- Finding orphans scans only unfinished runs.
+CREATE INDEX runs_unfinished ON runs (lease_expires_at)
+WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
+
+-- A run's append-only history, numbered from 1.
+CREATE TABLE events (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    seq INTEGER NOT NULL,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+
+-- Work for workers: queued -> claimed (leased, fenced) -> completed -> consumed (folded by the
+-- engine into the run's history). A requeue sends an expired claim back to queued.
+CREATE TABLE tasks (
+    task_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    step_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    queue TEXT NOT NULL DEFAULT 'default',
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'claimed', 'completed', 'consumed')),
+    available_at REAL NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL,
+    fencing_token INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    completed_at REAL
+);
+
+-- Claim: the oldest available queued tasks of a queue.
+CREATE INDEX tasks_queued ON tasks (queue, available_at) WHERE status = 'queued';
+
+-- Claim and requeue: claimed tasks whose lease has run out.
+CREATE INDEX tasks_claimed ON tasks (lease_expires_at) WHERE status = 'claimed';
+
+-- Completions the engine has not yet folded in.
+CREATE INDEX tasks_completed ON tasks (run_id, completed_at) WHERE status = 'completed';
+
+-- Durable wake-ups; a timer is deleted when the engine records that it handled it.
+CREATE TABLE timers (
+    timer_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    due_at REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+
+CREATE INDEX timers_by_due ON timers (due_at);
+
+-- Captured step output. AUTOINCREMENT so a seq is never reused once logs are pruned, which
+-- keeps ``after_seq`` paging correct.
+CREATE TABLE logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL,
+    at REAL NOT NULL
+);
+
+CREATE INDEX logs_by_run ON logs (run_id, seq);
+
+-- Tasks that exhausted their attempts, kept for inspection and replay. No foreign key: a dead
+-- letter may outlive its run.
+CREATE TABLE dead_letters (
+    dlq_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at REAL NOT NULL
+);
+
+CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant, at);
+
+-- Small durable values that features (locks, schedules, rate limits) build on.
+CREATE TABLE kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+
+-- Named counters, e.g. duplicate (rejected) completions.
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;

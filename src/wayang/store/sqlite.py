@@ -1,0 +1,326 @@
+"""The SQLite adapter of the store port: one file, WAL, every write ``BEGIN IMMEDIATE``.
+
+One connection per store object, shared by threads under a lock (the engine may call from a
+worker thread); processes sharing the file are kept apart by SQLite's own write lock, which
+``BEGIN IMMEDIATE`` takes up front so a transaction never fails half-way on an upgrade to writer.
+Claim is a single ``UPDATE … RETURNING``, so no two claimers ever get the same task.
+
+Nothing about runs is cached in the process: memory does not grow with the number of runs.
+``SQLiteStore(":memory:")`` is the in-package fake for tests.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from wayang.store import rows, sql_files
+from wayang.store.port import (
+    DEFAULT_TENANT,
+    Append,
+    ClaimedTask,
+    Completion,
+    ConcurrencyError,
+    DeadLetter,
+    LogLine,
+    RunRecord,
+    StoredEvent,
+    StoreError,
+    Timer,
+)
+from wayang.store.sqlite_connection import DIALECT, SYNCHRONOUS_LEVELS, connect, translate
+
+DUPLICATE_COMPLETIONS = "duplicate_completions"
+_by_available_at = itemgetter(-1)
+_TEMP_STORES = ("DEFAULT", "FILE", "MEMORY")
+
+
+class SQLiteStore:
+    """A :class:`~wayang.store.port.Store` in one SQLite file (or in memory, for tests)."""
+
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000
+    ) -> None:
+        self.path = str(path)
+        self._sql = sql_files.queries(DIALECT)
+        self._lock = threading.Lock()
+        self._conn = connect(self.path, synchronous, busy_timeout_ms)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Hold the lock, and let no driver error escape untranslated."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any exception rolls all of it back."""
+        with self._translated():
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back on its own (e.g. disk full).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one read query; a single statement is a consistent snapshot, no transaction."""
+        with self._translated():
+            return self._conn.execute(self._sql[name], params).fetchall()
+
+    # ------------------------------------------------------------------ runs and histories
+
+    def create_run(self, run: RunRecord, first: Append) -> None:
+        """Insert ``run`` and apply its first append (``expected_version`` 0) atomically.
+
+        The run's ``version`` is not taken from ``run``: it is the number of events in ``first``.
+        Those events are stamped ``run.updated_at``. A run id already taken is a conflict.
+        """
+        if first.run_id != run.run_id or first.expected_version != 0:
+            raise StoreError(
+                f"the first append of run {run.run_id} must be for that run and expect "
+                f"version 0, not {first.run_id} at {first.expected_version}"
+            )
+        with self._write() as conn:
+            if conn.execute(self._sql["insert_run"], rows.run_params(run)).rowcount != 1:
+                raise ConcurrencyError(f"run {run.run_id} already exists")
+            self._apply(conn, [first], run.updated_at)
+
+    def commit(self, appends: Sequence[Append], now: float) -> None:
+        """Apply every append in one transaction (group commit): all of them, or none."""
+        if not appends:
+            return
+        with self._write() as conn:
+            self._apply(conn, appends, now)
+
+    def _apply(self, conn: sqlite3.Connection, appends: Sequence[Append], now: float) -> None:
+        # Events and tasks of the whole group go in one executemany each (they never depend on
+        # one another's order); timers and acknowledgements stay per append, in order.
+        events: list[rows.Params] = []
+        tasks: list[rows.Params] = []
+        for append in appends:
+            tenant = self._advance(conn, append, now)
+            events.extend(rows.event_params(append, tenant, now))
+            tasks.extend(map(rows.task_params, append.tasks))
+            self._apply_timers_and_acks(conn, append)
+        if events:
+            conn.executemany(self._sql["insert_event"], events)
+        if tasks:
+            conn.executemany(self._sql["insert_task"], tasks)
+
+    def _apply_timers_and_acks(self, conn: sqlite3.Connection, append: Append) -> None:
+        # Cancel before insert, so one append may cancel and re-arm the same timer id, and a
+        # later append of the group may cancel a timer an earlier one set.
+        sql, run_id = self._sql, append.run_id
+        if append.cancel_timers:
+            conn.executemany(
+                sql["delete_timer"],
+                [{"timer_id": t, "run_id": run_id} for t in append.cancel_timers],
+            )
+        if append.timers:
+            conn.executemany(sql["insert_timer"], map(rows.timer_params, append.timers))
+        if append.acknowledge:
+            conn.executemany(
+                sql["consume_completion"],
+                [{"task_id": t, "run_id": run_id} for t in append.acknowledge],
+            )
+
+    def _advance(self, conn: sqlite3.Connection, append: Append, now: float) -> str:
+        """Check and move the run's version in one statement; return the run's tenant."""
+        params = {
+            "run_id": append.run_id,
+            "expected_version": append.expected_version,
+            "new_version": append.expected_version + len(append.events),
+            "status": append.status,
+            "now": now,
+        }
+        row = conn.execute(self._sql["advance_run"], params).fetchone()
+        if row is None:
+            raise self._conflict(conn, append)
+        return str(row[0])
+
+    def _conflict(self, conn: sqlite3.Connection, append: Append) -> StoreError:
+        found = conn.execute(self._sql["run_version"], {"run_id": append.run_id}).fetchone()
+        if found is None:
+            return StoreError(f"run {append.run_id} does not exist; create it with create_run")
+        return ConcurrencyError(
+            f"run {append.run_id} is at version {found[0]}, but the append expected "
+            f"{append.expected_version}: another writer got there first; reload its history"
+        )
+
+    def load_history(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        found = self._rows("load_history", {"run_id": run_id, "after_seq": after_seq})
+        return [rows.read_event(row) for row in found]
+
+    def get_run(self, run_id: str, tenant: str = DEFAULT_TENANT) -> RunRecord | None:
+        found = self._rows("get_run", {"run_id": run_id, "tenant": tenant})
+        return rows.read_run(found[0]) if found else None
+
+    def list_runs(
+        self, status: str | None = None, limit: int = 50, tenant: str = DEFAULT_TENANT
+    ) -> list[RunRecord]:
+        """The newest runs of ``tenant`` first, optionally only those with ``status``."""
+        params = {"tenant": tenant, "status": status, "limit": limit}
+        name = "list_runs" if status is None else "list_runs_by_status"
+        return [rows.read_run(row) for row in self._rows(name, params)]
+
+    def lease_run(self, run_id: str, owner: str, now: float, lease_s: float) -> bool:
+        """Take or renew the lease on driving ``run_id``; False if another owner holds it."""
+        params = {"run_id": run_id, "owner": owner, "now": now, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            return conn.execute(self._sql["lease_run"], params).rowcount == 1
+
+    def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Unfinished runs nobody drives: no lease, or one that ran out."""
+        found = self._rows("orphaned_runs", {"now": now, "limit": limit})
+        return [rows.read_run(row) for row in found]
+
+    # ------------------------------------------------------------------ tasks
+
+    def claim(
+        self, owner: str, now: float, lease_s: float, limit: int = 1, queue: str = "default"
+    ) -> list[ClaimedTask]:
+        """Lease up to ``limit`` tasks of ``queue``, oldest first; each claim bumps the token."""
+        if limit <= 0:
+            return []
+        params = {
+            "owner": owner,
+            "now": now,
+            "lease_expires_at": now + lease_s,
+            "limit": limit,
+            "queue": queue,
+        }
+        with self._write() as conn:
+            claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
+        claimed.sort(key=_by_available_at)
+        return [rows.read_claimed(row) for row in claimed]
+
+    def heartbeat(self, task_id: str, fencing_token: int, now: float, lease_s: float) -> bool:
+        """Extend the lease, if the caller still holds it (status claimed, same token)."""
+        params = {
+            "task_id": task_id,
+            "fencing_token": fencing_token,
+            "lease_expires_at": now + lease_s,
+        }
+        with self._write() as conn:
+            return conn.execute(self._sql["heartbeat_task"], params).rowcount == 1
+
+    def complete(
+        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
+    ) -> bool:
+        """Record the result if the token is current; otherwise count a duplicate, return False."""
+        params = {
+            "task_id": task_id,
+            "fencing_token": fencing_token,
+            "result": rows.to_json(result),
+            "now": now,
+        }
+        with self._write() as conn:
+            done = conn.execute(self._sql["complete_task"], params).rowcount == 1
+            if not done:
+                conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
+        return done
+
+    def duplicate_completions(self) -> int:
+        """How many completions were rejected (stale token, or the task already completed)."""
+        found = self._rows("read_counter", {"name": DUPLICATE_COMPLETIONS})
+        return int(found[0][0]) if found else 0
+
+    def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]:
+        """Completed tasks not yet acknowledged by an append, in order of completion."""
+        params = {"run_id": run_id, "limit": limit}
+        name = "completions" if run_id is None else "completions_for_run"
+        return [rows.read_completion(row) for row in self._rows(name, params)]
+
+    def requeue_expired(self, now: float) -> int:
+        """Send claimed tasks whose lease ran out back to the queue; return how many."""
+        with self._write() as conn:
+            return int(conn.execute(self._sql["requeue_expired"], {"now": now}).rowcount)
+
+    # ------------------------------------------------------------------ timers
+
+    def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
+        """Timers due by ``now``, soonest first; they stay until an append cancels them."""
+        found = self._rows("due_timers", {"now": now, "limit": limit})
+        return [rows.read_timer(row) for row in found]
+
+    # ------------------------------------------------------------------ logs
+
+    def append_logs(self, lines: Sequence[LogLine]) -> None:
+        if not lines:
+            return
+        with self._write() as conn:
+            conn.executemany(self._sql["insert_log"], map(rows.log_params, lines))
+
+    def read_logs(
+        self, run_id: str, step_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[LogLine]:
+        """A run's lines (or one step's) after ``after_seq``, in order: page with the last seq."""
+        params = {"run_id": run_id, "step_id": step_id, "after_seq": after_seq, "limit": limit}
+        name = "read_logs" if step_id is None else "read_logs_for_step"
+        return [rows.read_log(row) for row in self._rows(name, params)]
+
+    # ------------------------------------------------------------------ dead letters
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        with self._write() as conn:
+            conn.execute(self._sql["insert_dead_letter"], rows.dead_letter_params(letter))
+
+    def dead_letters(self, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[DeadLetter]:
+        found = self._rows("dead_letters", {"tenant": tenant, "limit": limit})
+        return [rows.read_dead_letter(row) for row in found]
+
+    def remove_dead_letter(self, dlq_id: str) -> DeadLetter | None:
+        """Take a dead letter out (to replay it); None if there is no such letter."""
+        with self._write() as conn:
+            found = conn.execute(self._sql["remove_dead_letter"], {"dlq_id": dlq_id}).fetchone()
+        return rows.read_dead_letter(found) if found else None
+
+    # ------------------------------------------------------------------ key-value
+
+    def kv_get(self, namespace: str, key: str) -> Any:
+        """The value stored under ``namespace``/``key``, or None."""
+        found = self._rows("kv_get", {"namespace": namespace, "key": key})
+        return rows.from_json(found[0][0]) if found else None
+
+    def kv_set(self, namespace: str, key: str, value: Any) -> None:
+        params = {"namespace": namespace, "key": key, "value": rows.to_json(value)}
+        with self._write() as conn:
+            conn.execute(self._sql["kv_set"], params)
+
+    # ------------------------------------------------------------------ lifetime
+
+    def settings(self) -> dict[str, Any]:
+        """The connection's durability settings as SQLite reports them (for diagnostics)."""
+        with self._translated():
+            read = self._conn.execute
+            return {
+                "journal_mode": read("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": SYNCHRONOUS_LEVELS[read("PRAGMA synchronous").fetchone()[0]],
+                "busy_timeout_ms": read("PRAGMA busy_timeout").fetchone()[0],
+                "foreign_keys": bool(read("PRAGMA foreign_keys").fetchone()[0]),
+                "temp_store": _TEMP_STORES[read("PRAGMA temp_store").fetchone()[0]],
+                "schema_version": read("PRAGMA user_version").fetchone()[0],
+            }
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        with self._lock:
+            self._conn.close()
