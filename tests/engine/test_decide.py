@@ -189,3 +189,17 @@ def test_retry_delay_is_deterministic_and_bounded() -> None:
     assert all(0 <= d <= 30 for d in delays)
     fixed = RetryPolicy(attempts=3, backoff="fixed", delay_s=5, max_delay_s=60, jitter=0)
     assert [retry_delay(fixed, n, "x") for n in (1, 2, 3)] == [5, 5, 5]
+
+
+def test_the_pinned_definition_rebuilds_the_same_plan() -> None:
+    """Recovery starts from RunStarted alone: the plan it rebuilds must be the live one."""
+    from wayang.engine.runplan import RunPlan
+
+    sim = Sim.begin(CHAIN)
+    started = sim.history[0]
+    assert isinstance(started, ev.RunStarted)
+    rebuilt = RunPlan.from_started(started)
+    assert rebuilt.order == sim.run.order
+    assert [s.to_dict() for s in rebuilt.plan.steps] == [s.to_dict() for s in sim.run.plan.steps]
+    record = ev.from_record(started.TYPE, 1, started.to_data())
+    assert record == started

@@ -31,6 +31,3 @@ class RunPlan:
     def from_started(cls, started: RunStarted) -> RunPlan:
         """Rebuild from the definition text pinned in the history (recovery, replay)."""
         return cls.build(parse_workflow(started.source, started.filename), started)
-
-    def needs(self, step_id: str) -> tuple[str, ...]:
-        return self.steps[step_id].needs
