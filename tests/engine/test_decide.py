@@ -203,3 +203,14 @@ def test_the_pinned_definition_rebuilds_the_same_plan() -> None:
     assert [s.to_dict() for s in rebuilt.plan.steps] == [s.to_dict() for s in sim.run.plan.steps]
     record = ev.from_record(started.TYPE, 1, started.to_data())
     assert record == started
+
+
+def test_unknown_or_newer_event_shapes_are_refused_clearly() -> None:
+    import pytest
+
+    with pytest.raises(ev.EventShapeError, match="unknown event type 'Teleported'"):
+        ev.from_record("Teleported", 1, {})
+    with pytest.raises(ev.EventShapeError, match="newer than this Wayang reads"):
+        ev.from_record("RunSucceeded", 99, {"at": 1.0})
+    with pytest.raises(ev.EventShapeError, match="cannot read StepSkipped"):
+        ev.from_record("StepSkipped", 1, {"step_id": "a"})
