@@ -39,7 +39,7 @@ def check_workflow(workflow: Workflow, source: SourceFile) -> None:
     _check_actions(workflow, source)
     for step_id, step in workflow.steps.items():
         _check_step(workflow, graph, step_id, step, source)
-    _check_names(workflow, _defaults_scope(workflow), source)
+    _check_defaults_env(workflow, source)
     _check_compensation_isolated(workflow, graph, source)
 
 
@@ -251,11 +251,9 @@ class Scope:
         return base + tuple(sorted(self.extra_roots))
 
 
-def _defaults_scope(workflow: Workflow) -> Scope:
-    return Scope(workflow, None, frozenset(), allow_steps=False)
-
-
-def _check_names(workflow: Workflow, scope: Scope, source: SourceFile) -> None:
+def _check_defaults_env(workflow: Workflow, source: SourceFile) -> None:
+    """``[defaults] env`` applies to every step, so it may not read any one step's values."""
+    scope = Scope(workflow, None, frozenset(), allow_steps=False, allow_inputs=False)
     for key, value in workflow.defaults.env.items():
         _check_text(scope, ("defaults", "env", key), value, source)
 
