@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from engine_sim import Sim
 from wayang.engine import events as ev
 from wayang.engine.decide import retry_delay
@@ -35,7 +33,7 @@ def test_chain_runs_in_order_and_outputs_flow() -> None:
     assert sim.state.status == "succeeded"
     assert sim.statuses() == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
     assert isinstance(sim.history[-1], ev.RunSucceeded)
-    assert asdict(sim.refold()) == asdict(sim.state)
+    assert sim.refold() == sim.state
 
 
 def test_fanout_respects_the_parallel_limit() -> None:

@@ -8,7 +8,8 @@ the history plus the decision. If committing the decision fails, the caller relo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from wayang.engine import events as ev
@@ -34,10 +35,22 @@ from wayang.model.plan import PlannedStep, RetryPolicy, resolve_at_runtime
 EXECUTABLE_KINDS = frozenset({"task", "noop"})
 
 
-def start_run(run: RunPlan, state: RunState, started: ev.RunStarted) -> Decision:
-    """The first decision of a run: record its start, its deadline, and schedule what is ready."""
+def start_run(
+    run: RunPlan,
+    state: RunState,
+    started: ev.RunStarted,
+    reuse: Mapping[str, dict[str, Any]] | None = None,
+) -> Decision:
+    """The first decision of a run: record its start, its deadline, and schedule what is ready.
+
+    ``reuse`` maps steps of the run being retried (``started.retry_of``) to their outputs: those
+    steps are recorded as reused instead of running again.
+    """
     decider = _Decider(run, state, started.at)
     decider.emit(started)
+    for step_id in run.order:
+        if reuse and step_id in reuse:
+            decider.emit(ev.StepReused(step_id, reuse[step_id], started.retry_of, started.at))
     if started.timeout_s:
         timer_id = f"{state.run_id}/run-timeout"
         due = started.at + started.timeout_s
@@ -55,6 +68,9 @@ def decide(run: RunPlan, state: RunState, message: Input, now: float) -> Decisio
     elif isinstance(message, TimerFired):
         decider.commands.append(CancelTimer(message.timer_id))
     return decider.decision
+
+
+_SETTLING = (ev.StepSucceeded, ev.StepReused, ev.StepFailed, ev.StepSkipped, ev.StepCancelled)
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, seed: str) -> float:
@@ -90,10 +106,23 @@ class _Decider:
         self.now = now
         self.decision = Decision()
         self.commands = self.decision.commands
+        # Positions (in run.order) of steps to look at when scheduling; see _schedule_ready.
+        self._candidates: list[int] = []
+        self._queued: set[int] = set()
 
     def emit(self, event: ev.Event) -> None:
         self.state.apply(event)
         self.decision.events.append(event)
+        if isinstance(event, _SETTLING) and (not isinstance(event, ev.StepFailed) or event.final):
+            self._consider(self.run.dependents[event.step_id])
+
+    def _consider(self, step_ids: Iterable[str]) -> None:
+        index, queued = self.run.index, self._queued
+        for step_id in step_ids:
+            position = index[step_id]
+            if position not in queued:
+                queued.add(position)
+                heapq.heappush(self._candidates, position)
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -184,38 +213,47 @@ class _Decider:
         if not stopping:
             self._schedule_ready()
             stopping = self._failing()
-        statuses = {s.status for s in self._all()}
         # A stopping run waits for running attempts, but not for back-offs: those never resume.
-        waiting = ACTIVE_STEP if stopping else ACTIVE_STEP | {StepStatus.RETRYING}
-        if not statuses & waiting:
+        waiting = self.state.count(*ACTIVE_STEP)
+        if not stopping:
+            waiting += self.state.count(StepStatus.RETRYING)
+        if not waiting:
             self._finish(stopping)
 
-    def _all(self) -> Iterator[StepState]:
-        return (self.state.step(step_id) for step_id in self.run.order)
-
     def _failing(self) -> bool:
-        return any(
-            self.state.step(step_id).status is StepStatus.FAILED
-            and not self.run.steps[step_id].continue_on_error
-            for step_id in self.run.order
-        )
+        steps = self.run.steps
+        return any(not steps[step_id].continue_on_error for step_id in self.state.failed)
 
     def _schedule_ready(self) -> None:
+        """Settle or dispatch, in dependency order, every pending step whose needs are done.
+
+        Only candidates are looked at: the dependents of steps settled in this decision, plus
+        the steps the parallel limit held back last time (``state.ready_hint``). A state fresh
+        from a fold has no hint, so every step is a candidate once. Both ways see the same
+        ready steps in the same order, so a recovered run decides as the original would have.
+        """
+        hint = self.state.ready_hint
+        order = self.run.order
+        self._consider(order if hint is None else hint)
         limit = self._parallel_limit()
-        active = sum(1 for s in self._all() if s.status in ACTIVE_STEP)
-        for step_id in self.run.order:
-            planned = self.run.steps[step_id]
-            step = self.state.step(step_id)
-            if step.status is not StepStatus.PENDING or planned.compensation_only:
+        active = self.state.count(*ACTIVE_STEP)
+        candidates = self._candidates
+        while candidates:
+            position = heapq.heappop(candidates)
+            planned = self.run.steps[order[position]]
+            if self.state.step(planned.id).status is not StepStatus.PENDING:
                 continue
-            if not self._ready(planned):
+            if planned.compensation_only or not self._ready(planned):
                 continue
             if self._settle_without_running(planned):
                 continue
             if limit and active >= limit:
+                heapq.heappush(candidates, position)
+                self.state.ready_hint = [order[p] for p in sorted(candidates)]
                 return
             if self._dispatch(planned, 1):
                 active += 1
+        self.state.ready_hint = []
 
     def _parallel_limit(self) -> int:
         return self.state.started.parallel if self.state.started else 0
@@ -305,6 +343,7 @@ class _Decider:
             "env": resolved.env,
             "timeout_s": planned.timeout_s,
             "workflow_id": self.run.workflow.id,
+            "workspace": planned.workspace,
         }
         self.emit(ev.StepScheduled(planned.id, attempt, task_id, key, self.now))
         self.commands.append(DispatchTask(task_id, planned.id, attempt, key, payload))

@@ -44,6 +44,8 @@ class RunStarted(Event):
     at: float
     timeout_s: float | None = None
     parallel: int = 0
+    cwd: str = ""  # the run's workspace: where steps that inherit it run
+    retry_of: str = ""  # the run this one retries, reusing its succeeded steps' outputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,17 @@ class StepScheduled(Event):
     attempt: int
     task_id: str
     idempotency_key: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepReused(Event):
+    """A retried run took this step's outputs from the run it retries instead of running it."""
+
+    TYPE: ClassVar[str] = "StepReused"
+    step_id: str
+    outputs: dict[str, Any]
+    from_run: str
     at: float
 
 
@@ -149,6 +162,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         RunStarted,
         StepScheduled,
+        StepReused,
         StepStarted,
         StepSucceeded,
         StepFailed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wayang.engine.events import RunStarted
 from wayang.model.loader import parse_workflow
@@ -12,12 +12,17 @@ from wayang.model.spec import Workflow
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A run's workflow spec and plan: steps by id, in dependency order."""
+    """A run's workflow spec and plan: steps by id, in dependency order.
+
+    ``index`` gives each step's position in ``order``; ``dependents`` the steps that need it.
+    """
 
     workflow: Workflow
     plan: Plan
     steps: dict[str, PlannedStep]
     order: tuple[str, ...]
+    index: dict[str, int] = field(default_factory=dict)
+    dependents: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, workflow: Workflow, started: RunStarted) -> RunPlan:
@@ -25,7 +30,13 @@ class RunPlan:
             workflow, started.params, environ=started.env, env_overrides=started.env_overrides
         )
         steps = {step.id: step for step in plan.steps}
-        return cls(workflow, plan, steps, tuple(steps))
+        dependents: dict[str, list[str]] = {step_id: [] for step_id in steps}
+        for step in plan.steps:
+            for need in step.needs:
+                dependents[need].append(step.id)
+        index = {step_id: position for position, step_id in enumerate(steps)}
+        frozen = {step_id: tuple(after) for step_id, after in dependents.items()}
+        return cls(workflow, plan, steps, tuple(steps), index, frozen)
 
     @classmethod
     def from_started(cls, started: RunStarted) -> RunPlan:

@@ -69,6 +69,13 @@ class RunState:
     reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # Kept by the fold so the decider never scans every step: how many steps are in each
+    # status (untouched steps are pending and not counted), and which failed for good.
+    counts: dict[StepStatus, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    # The decider's memo of steps that were ready but not yet dispatched (the parallel limit);
+    # None after a fold, which makes the next decision look at every step once.
+    ready_hint: list[str] | None = field(default=None, compare=False, repr=False)
 
     def step(self, step_id: str) -> StepState:
         """Read a step's state; a step no event has touched yet is pending (and not stored)."""
@@ -79,11 +86,23 @@ class RunState:
         state = self.steps.get(step_id)
         if state is None:
             state = self.steps[step_id] = StepState()
+            self.counts[StepStatus.PENDING] = self.counts.get(StepStatus.PENDING, 0) + 1
         return state
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_RUN
+
+    def count(self, *statuses: StepStatus) -> int:
+        """How many steps are in any of ``statuses`` (not for PENDING: untouched steps)."""
+        return sum(self.counts.get(status, 0) for status in statuses)
+
+    def move(self, step: StepState, status: StepStatus) -> None:
+        """Set a step's status, keeping :attr:`counts` in step."""
+        counts = self.counts
+        counts[step.status] -= 1
+        counts[status] = counts.get(status, 0) + 1
+        step.status = status
 
     def apply(self, event: ev.Event) -> None:
         """Advance by one event (the evolve function); unknown types are a programming error."""
@@ -107,19 +126,31 @@ def _run_started(state: RunState, event: ev.RunStarted) -> None:
 
 def _scheduled(state: RunState, event: ev.StepScheduled) -> None:
     step = state.entry(event.step_id)
-    step.status, step.attempt, step.task_id = StepStatus.SCHEDULED, event.attempt, event.task_id
+    state.move(step, StepStatus.SCHEDULED)
+    step.attempt, step.task_id = event.attempt, event.task_id
+
+
+def _reused(state: RunState, event: ev.StepReused) -> None:
+    step = state.entry(event.step_id)
+    state.move(step, StepStatus.SUCCEEDED)
+    step.outputs, step.reason, step.finished_at = (
+        event.outputs,
+        f"reused from {event.from_run}",
+        event.at,
+    )
 
 
 def _started(state: RunState, event: ev.StepStarted) -> None:
     step = state.entry(event.step_id)
-    step.status = StepStatus.RUNNING
+    state.move(step, StepStatus.RUNNING)
     if step.started_at is None:
         step.started_at = event.at
 
 
 def _succeeded(state: RunState, event: ev.StepSucceeded) -> None:
     step = state.entry(event.step_id)
-    step.status, step.outputs, step.error = StepStatus.SUCCEEDED, event.outputs, None
+    state.move(step, StepStatus.SUCCEEDED)
+    step.outputs, step.error = event.outputs, None
     step.finished_at, step.duration_s = event.at, step.duration_s + event.duration_s
 
 
@@ -127,23 +158,28 @@ def _failed(state: RunState, event: ev.StepFailed) -> None:
     step = state.entry(event.step_id)
     step.error, step.duration_s = event.error, step.duration_s + event.duration_s
     if event.final:
-        step.status, step.finished_at = StepStatus.FAILED, event.at
+        state.move(step, StepStatus.FAILED)
+        step.finished_at = event.at
+        state.failed.append(event.step_id)
     else:
-        step.status = StepStatus.RETRYING
+        state.move(step, StepStatus.RETRYING)
 
 
 def _retrying(state: RunState, event: ev.StepRetrying) -> None:
-    state.entry(event.step_id).status = StepStatus.RETRYING
+    step = state.entry(event.step_id)
+    state.move(step, StepStatus.RETRYING)
 
 
 def _skipped(state: RunState, event: ev.StepSkipped) -> None:
     step = state.entry(event.step_id)
-    step.status, step.reason, step.finished_at = StepStatus.SKIPPED, event.reason, event.at
+    state.move(step, StepStatus.SKIPPED)
+    step.reason, step.finished_at = event.reason, event.at
 
 
 def _cancelled(state: RunState, event: ev.StepCancelled) -> None:
     step = state.entry(event.step_id)
-    step.status, step.finished_at = StepStatus.CANCELLED, event.at
+    state.move(step, StepStatus.CANCELLED)
+    step.finished_at = event.at
 
 
 def _cancel_requested(state: RunState, event: ev.RunCancelRequested) -> None:
@@ -166,6 +202,7 @@ def _run_cancelled(state: RunState, event: ev.RunCancelled) -> None:
 _APPLY: dict[type[ev.Event], Any] = {
     ev.RunStarted: _run_started,
     ev.StepScheduled: _scheduled,
+    ev.StepReused: _reused,
     ev.StepStarted: _started,
     ev.StepSucceeded: _succeeded,
     ev.StepFailed: _failed,

@@ -27,6 +27,10 @@ class StoreError(WayangError):
 class ConcurrencyError(StoreError):
     """An append expected a run version that is no longer current: someone else wrote first."""
 
+    def __init__(self, message: str, run_id: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -51,7 +55,11 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """Work for a worker. ``idempotency_key`` is stable across retries of one logical step."""
+    """Work for a worker. ``idempotency_key`` is stable across retries of one logical step.
+
+    With an ``owner`` the task is inserted already leased to it (fencing token 1): an engine
+    that runs the task itself claims it in the same transaction that creates it.
+    """
 
     task_id: str
     run_id: str
@@ -62,6 +70,8 @@ class NewTask:
     available_at: float
     queue: str = "default"
     tenant: str = DEFAULT_TENANT
+    owner: str | None = None
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +133,12 @@ class RunRecord:
 class Append:
     """One run's part of a (possibly grouped) commit: events plus the work they create.
 
-    ``acknowledge`` lists completions whose results these events record, so they are consumed
-    in the same transaction. ``status`` updates the run's summary row when set.
+    ``create`` inserts the run's summary row first (its ``expected_version`` must be 0), so new
+    runs join a group commit too. ``acknowledge`` lists completions whose results these events
+    record, so they are consumed in the same transaction; ``finish_tasks`` does the same for
+    tasks whatever their state (an engine that ran them itself never completes them apart).
+    ``dead_letters`` are recorded with the events that exhausted a step's attempts. ``status``
+    updates the run's summary row when set.
     """
 
     run_id: str
@@ -135,6 +149,9 @@ class Append:
     cancel_timers: Sequence[str] = ()
     acknowledge: Sequence[str] = ()
     status: str | None = None
+    create: RunRecord | None = None
+    finish_tasks: Sequence[str] = ()
+    dead_letters: Sequence[DeadLetter] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +186,20 @@ class Store(Protocol):
 
     # runs and histories
     def create_run(self, run: RunRecord, first: Append) -> None: ...
-    def commit(self, appends: Sequence[Append], now: float) -> None: ...
+    def commit(
+        self, appends: Sequence[Append], now: float, logs: Sequence[LogLine] = ()
+    ) -> None: ...
     def load_history(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]: ...
     def get_run(self, run_id: str, tenant: str = DEFAULT_TENANT) -> RunRecord | None: ...
     def list_runs(
         self, status: str | None = None, limit: int = 50, tenant: str = DEFAULT_TENANT
     ) -> list[RunRecord]: ...
     def lease_run(self, run_id: str, owner: str, now: float, lease_s: float) -> bool: ...
+    def steal_run(
+        self, run_id: str, owner: str, previous_owner: str | None, now: float, lease_s: float
+    ) -> bool: ...
+    def release_run(self, run_id: str, owner: str) -> None: ...
+    def renew_leases(self, owner: str, now: float, lease_s: float) -> None: ...
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]: ...
 
     # tasks
@@ -188,9 +212,13 @@ class Store(Protocol):
     ) -> bool: ...
     def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]: ...
     def requeue_expired(self, now: float) -> int: ...
+    def adopt_tasks(
+        self, run_id: str, owner: str, now: float, lease_s: float
+    ) -> list[ClaimedTask]: ...
 
     # timers
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...
+    def run_timers(self, run_id: str) -> list[Timer]: ...
 
     # logs, dead letters, key-value
     def append_logs(self, lines: Sequence[LogLine]) -> None: ...
@@ -202,5 +230,7 @@ class Store(Protocol):
     def remove_dead_letter(self, dlq_id: str) -> DeadLetter | None: ...
     def kv_get(self, namespace: str, key: str) -> Any: ...
     def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
+    def kv_delete(self, namespace: str, key: str) -> None: ...
+    def kv_scan(self, namespace: str) -> dict[str, Any]: ...
 
     def close(self) -> None: ...

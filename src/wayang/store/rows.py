@@ -81,6 +81,10 @@ def task_params(task: NewTask) -> Params:
         "queue": task.queue,
         "payload": to_json(task.payload),
         "available_at": task.available_at,
+        "status": "queued" if task.owner is None else "claimed",
+        "owner": task.owner,
+        "lease_expires_at": task.lease_expires_at,
+        "fencing_token": 0 if task.owner is None else 1,
     }
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -98,34 +99,48 @@ class SQLiteStore:
                 f"the first append of run {run.run_id} must be for that run and expect "
                 f"version 0, not {first.run_id} at {first.expected_version}"
             )
-        with self._write() as conn:
-            if conn.execute(self._sql["insert_run"], rows.run_params(run)).rowcount != 1:
-                raise ConcurrencyError(f"run {run.run_id} already exists")
-            self._apply(conn, [first], run.updated_at)
+        self.commit([replace(first, create=run)], run.updated_at)
 
-    def commit(self, appends: Sequence[Append], now: float) -> None:
-        """Apply every append in one transaction (group commit): all of them, or none."""
-        if not appends:
+    def commit(self, appends: Sequence[Append], now: float, logs: Sequence[LogLine] = ()) -> None:
+        """Apply every append, and store ``logs``, in one transaction (group commit)."""
+        if not appends and not logs:
             return
         with self._write() as conn:
             self._apply(conn, appends, now)
+            if logs:
+                conn.executemany(self._sql["insert_log"], map(rows.log_params, logs))
 
     def _apply(self, conn: sqlite3.Connection, appends: Sequence[Append], now: float) -> None:
         # Events and tasks of the whole group go in one executemany each (they never depend on
-        # one another's order); timers and acknowledgements stay per append, in order.
+        # one another's order). Tasks go in before any append of the group finishes them;
+        # timers, acknowledgements and dead letters stay per append, in order.
         events: list[rows.Params] = []
         tasks: list[rows.Params] = []
         for append in appends:
+            if append.create is not None:
+                self._insert_run(conn, append)
             tenant = self._advance(conn, append, now)
             events.extend(rows.event_params(append, tenant, now))
             tasks.extend(map(rows.task_params, append.tasks))
-            self._apply_timers_and_acks(conn, append)
-        if events:
-            conn.executemany(self._sql["insert_event"], events)
         if tasks:
             conn.executemany(self._sql["insert_task"], tasks)
+        for append in appends:
+            self._apply_side_effects(conn, append, now)
+        if events:
+            conn.executemany(self._sql["insert_event"], events)
 
-    def _apply_timers_and_acks(self, conn: sqlite3.Connection, append: Append) -> None:
+    def _insert_run(self, conn: sqlite3.Connection, append: Append) -> None:
+        run = append.create
+        assert run is not None
+        if append.run_id != run.run_id or append.expected_version != 0:
+            raise StoreError(
+                f"an append creating run {run.run_id} must be for that run and expect "
+                f"version 0, not {append.run_id} at {append.expected_version}"
+            )
+        if conn.execute(self._sql["insert_run"], rows.run_params(run)).rowcount != 1:
+            raise ConcurrencyError(f"run {run.run_id} already exists", run.run_id)
+
+    def _apply_side_effects(self, conn: sqlite3.Connection, append: Append, now: float) -> None:
         # Cancel before insert, so one append may cancel and re-arm the same timer id, and a
         # later append of the group may cancel a timer an earlier one set.
         sql, run_id = self._sql, append.run_id
@@ -140,6 +155,15 @@ class SQLiteStore:
             conn.executemany(
                 sql["consume_completion"],
                 [{"task_id": t, "run_id": run_id} for t in append.acknowledge],
+            )
+        if append.finish_tasks:
+            conn.executemany(
+                sql["finish_task"],
+                [{"task_id": t, "run_id": run_id, "now": now} for t in append.finish_tasks],
+            )
+        if append.dead_letters:
+            conn.executemany(
+                sql["insert_dead_letter"], map(rows.dead_letter_params, append.dead_letters)
             )
 
     def _advance(self, conn: sqlite3.Connection, append: Append, now: float) -> str:
@@ -162,7 +186,8 @@ class SQLiteStore:
             return StoreError(f"run {append.run_id} does not exist; create it with create_run")
         return ConcurrencyError(
             f"run {append.run_id} is at version {found[0]}, but the append expected "
-            f"{append.expected_version}: another writer got there first; reload its history"
+            f"{append.expected_version}: another writer got there first; reload its history",
+            append.run_id,
         )
 
     def load_history(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
@@ -186,6 +211,31 @@ class SQLiteStore:
         params = {"run_id": run_id, "owner": owner, "now": now, "lease_expires_at": now + lease_s}
         with self._write() as conn:
             return conn.execute(self._sql["lease_run"], params).rowcount == 1
+
+    def steal_run(
+        self, run_id: str, owner: str, previous_owner: str | None, now: float, lease_s: float
+    ) -> bool:
+        """Take the run from ``previous_owner`` (known gone) whatever its lease says."""
+        params = {
+            "run_id": run_id,
+            "owner": owner,
+            "previous_owner": previous_owner,
+            "lease_expires_at": now + lease_s,
+        }
+        with self._write() as conn:
+            return conn.execute(self._sql["steal_run"], params).rowcount == 1
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Give up the lease on ``run_id`` so another engine may take it at once."""
+        with self._write() as conn:
+            conn.execute(self._sql["release_run"], {"run_id": run_id, "owner": owner})
+
+    def renew_leases(self, owner: str, now: float, lease_s: float) -> None:
+        """Extend every lease ``owner`` holds, on runs and on tasks, in one transaction."""
+        params = {"owner": owner, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            conn.execute(self._sql["renew_run_leases"], params)
+            conn.execute(self._sql["renew_task_leases"], params)
 
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
         """Unfinished runs nobody drives: no lease, or one that ran out."""
@@ -254,12 +304,24 @@ class SQLiteStore:
         with self._write() as conn:
             return int(conn.execute(self._sql["requeue_expired"], {"now": now}).rowcount)
 
+    def adopt_tasks(self, run_id: str, owner: str, now: float, lease_s: float) -> list[ClaimedTask]:
+        """Lease every open task of ``run_id`` (queued, or leased by anyone) to ``owner``."""
+        params = {"run_id": run_id, "owner": owner, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            found = conn.execute(self._sql["adopt_tasks"], params).fetchall()
+        found.sort(key=_by_available_at)
+        return [rows.read_claimed(row) for row in found]
+
     # ------------------------------------------------------------------ timers
 
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         """Timers due by ``now``, soonest first; they stay until an append cancels them."""
         found = self._rows("due_timers", {"now": now, "limit": limit})
         return [rows.read_timer(row) for row in found]
+
+    def run_timers(self, run_id: str) -> list[Timer]:
+        """The pending timers of one run, soonest first."""
+        return [rows.read_timer(row) for row in self._rows("run_timers", {"run_id": run_id})]
 
     # ------------------------------------------------------------------ logs
 
@@ -304,6 +366,15 @@ class SQLiteStore:
         params = {"namespace": namespace, "key": key, "value": rows.to_json(value)}
         with self._write() as conn:
             conn.execute(self._sql["kv_set"], params)
+
+    def kv_delete(self, namespace: str, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._sql["kv_delete"], {"namespace": namespace, "key": key})
+
+    def kv_scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value of ``namespace``."""
+        found = self._rows("kv_scan", {"namespace": namespace})
+        return {key: rows.from_json(value) for key, value in found}
 
     # ------------------------------------------------------------------ lifetime
 

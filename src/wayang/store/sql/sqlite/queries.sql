@@ -61,6 +61,23 @@ SET owner = :owner, lease_expires_at = :lease_expires_at
 WHERE run_id = :run_id
     AND (owner IS NULL OR owner = :owner OR lease_expires_at IS NULL OR lease_expires_at <= :now);
 
+-- Take a run from a given owner (NULL for none) whatever its lease: the caller knows that
+-- owner is gone (a dead process on this host).
+-- name: steal_run
+UPDATE runs
+SET owner = :owner, lease_expires_at = :lease_expires_at
+WHERE run_id = :run_id AND owner IS :previous_owner;
+
+-- name: release_run
+UPDATE runs
+SET owner = NULL, lease_expires_at = NULL
+WHERE run_id = :run_id AND owner = :owner;
+
+-- name: renew_run_leases
+UPDATE runs
+SET lease_expires_at = :lease_expires_at
+WHERE owner = :owner AND status NOT IN ('succeeded', 'failed', 'cancelled');
+
 -- The status test repeats the partial index's WHERE so SQLite can use runs_unfinished.
 -- name: orphaned_runs
 SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
@@ -85,13 +102,15 @@ ORDER BY seq;
 
 -- ---------------------------------------------------------------------------------- tasks
 
+-- A task the engine runs itself is inserted already leased to it (status 'claimed', token 1).
 -- name: insert_task
 INSERT INTO tasks (
-    task_id, tenant, run_id, step_id, attempt, idempotency_key, queue, payload, available_at
+    task_id, tenant, run_id, step_id, attempt, idempotency_key, queue, payload, available_at,
+    status, owner, lease_expires_at, fencing_token
 )
 VALUES (
     :task_id, :tenant, :run_id, :step_id, :attempt, :idempotency_key, :queue, :payload,
-    :available_at
+    :available_at, :status, :owner, :lease_expires_at, :fencing_token
 );
 
 -- Claim in one statement: the oldest available queued tasks, and claimed ones whose lease ran
@@ -154,6 +173,26 @@ UPDATE tasks
 SET status = 'consumed'
 WHERE task_id = :task_id AND run_id = :run_id AND status = 'completed';
 
+-- The events of the same append record the task's outcome: whatever its state, it is done.
+-- name: finish_task
+UPDATE tasks
+SET status = 'consumed', completed_at = coalesce(completed_at, :now), lease_expires_at = NULL
+WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
+
+-- Take over a run's open tasks (a new owner adopting the run); each gets a new fencing token.
+-- name: adopt_tasks
+UPDATE tasks
+SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
+    fencing_token = fencing_token + 1
+WHERE run_id = :run_id AND status IN ('queued', 'claimed')
+RETURNING task_id, run_id, step_id, attempt, idempotency_key, payload, owner, fencing_token,
+    lease_expires_at, tenant, available_at;
+
+-- name: renew_task_leases
+UPDATE tasks
+SET lease_expires_at = :lease_expires_at
+WHERE owner = :owner AND status = 'claimed';
+
 -- name: requeue_expired
 UPDATE tasks
 SET status = 'queued', owner = NULL, lease_expires_at = NULL
@@ -174,6 +213,12 @@ FROM timers
 WHERE due_at <= :now
 ORDER BY due_at, timer_id
 LIMIT :limit;
+
+-- name: run_timers
+SELECT timer_id, run_id, due_at, payload, tenant
+FROM timers
+WHERE run_id = :run_id
+ORDER BY due_at, timer_id;
 
 -- ---------------------------------------------------------------------------------- counters
 
@@ -230,6 +275,12 @@ RETURNING dlq_id, run_id, step_id, attempts, error, payload, at, tenant;
 
 -- name: kv_get
 SELECT value FROM kv WHERE namespace = :namespace AND key = :key;
+
+-- name: kv_scan
+SELECT key, value FROM kv WHERE namespace = :namespace ORDER BY key;
+
+-- name: kv_delete
+DELETE FROM kv WHERE namespace = :namespace AND key = :key;
 
 -- name: kv_set
 INSERT INTO kv (namespace, key, value) VALUES (:namespace, :key, :value)

@@ -1,4 +1,4 @@
--- The Wayang store for SQLite: the whole current schema (version 1).
+-- The Wayang store for SQLite: the whole current schema (version 2).
 --
 -- A new store is created from this file; an older one is brought here by migrations/. A test
 -- proves both give the same schema, so a change goes into a new migration AND into this file.
@@ -72,6 +72,9 @@ CREATE INDEX tasks_claimed ON tasks (lease_expires_at) WHERE status = 'claimed';
 -- Completions the engine has not yet folded in.
 CREATE INDEX tasks_completed ON tasks (run_id, completed_at) WHERE status = 'completed';
 
+-- A run's open tasks (queued or leased), found when an engine adopts the run.
+CREATE INDEX tasks_open_by_run ON tasks (run_id) WHERE status IN ('queued', 'claimed');
+
 -- Durable wake-ups; a timer is deleted when the engine records that it handled it.
 CREATE TABLE timers (
     timer_id TEXT PRIMARY KEY,
@@ -82,6 +85,9 @@ CREATE TABLE timers (
 );
 
 CREATE INDEX timers_by_due ON timers (due_at);
+
+-- A run's pending timers, re-armed when an engine adopts the run.
+CREATE INDEX timers_by_run ON timers (run_id);
 
 -- Captured step output. AUTOINCREMENT so a seq is never reused once logs are pruned, which
 -- keeps ``after_seq`` paging correct.

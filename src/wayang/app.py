@@ -1,0 +1,84 @@
+"""The composition root: settings → store → executors → engine. Nothing else builds these.
+
+Interfaces (the CLI now, the server later) make one :class:`App` per process from
+:class:`Settings` and ask it for what they need; there are no module-level singletons.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wayang.executors.local import LocalExecutor
+from wayang.executors.python import PythonExecutor
+from wayang.executors.shell import ShellExecutor
+from wayang.runtime.engine import Engine, EngineSettings, EventObserver, LogObserver
+from wayang.store.port import Store
+from wayang.store.urls import default_store_path, open_store
+
+STORE_VARIABLE = "WAYANG_STORE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how the engine behaves; see :meth:`from_environment`."""
+
+    store: str
+    parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
+    shell_grace_s: float = 1.0
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+    @classmethod
+    def from_environment(
+        cls, store: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """``store`` (``--store``), else ``$WAYANG_STORE``, else the per-user default."""
+        env = os.environ if environ is None else environ
+        location = store or env.get(STORE_VARIABLE) or str(default_store_path())
+        return cls(store=location)
+
+
+class App:
+    """One process's parts, made on first use and closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._executor: LocalExecutor | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(_expand(self.settings.store))
+        return self._store
+
+    @property
+    def executor(self) -> LocalExecutor:
+        if self._executor is None:
+            shell = ShellExecutor(grace_s=self.settings.shell_grace_s)
+            self._executor = LocalExecutor(shell, PythonExecutor())
+        return self._executor
+
+    def engine(
+        self, on_events: EventObserver | None = None, on_log: LogObserver | None = None
+    ) -> Engine:
+        """A new engine over this app's store and executors (use it in ``async with``)."""
+        return Engine(
+            self.store,
+            self.executor,
+            settings=self.settings.engine,
+            on_events=on_events,
+            on_log=on_log,
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+        if self._store is not None:
+            self._store.close()
+
+
+def _expand(location: str) -> str:
+    return location if "://" in location else str(Path(location).expanduser())

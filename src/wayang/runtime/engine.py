@@ -1,0 +1,613 @@
+"""The engine runtime: the shell around the pure core (DESIGN.md §4).
+
+One asyncio loop drives many runs. For each run it keeps the state folded from the run's history
+and the plan the run is pinned to; every input (a task finished, a timer fired, a cancel) goes
+through :func:`~wayang.engine.decide.decide`, and the decision's events and the tasks and timers
+it creates are appended in one transaction (:class:`~wayang.runtime.committer.Committer`).
+
+Tasks run in this process, on the local executors. A task is written to the store already leased
+to this engine, so nobody else claims it while the lease is renewed; the engine starts it at once,
+before its append is durable, and records its result with the next commit. A crash loses at most
+results that were not yet durable: those steps run again, with the same idempotency key, when
+another engine adopts the run (:meth:`Engine.adopt`). Nothing is reported (observers, the futures
+of :meth:`Engine.wait`) before it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wayang.engine import events as ev
+from wayang.engine.decide import decide, start_run
+from wayang.engine.messages import (
+    CancelRun,
+    CancelTimer,
+    DeadLetter,
+    Decision,
+    DispatchTask,
+    Input,
+    StartTimer,
+    StopTask,
+    TaskFinished,
+    TimerFired,
+    Wake,
+)
+from wayang.engine.runplan import RunPlan
+from wayang.engine.state import ACTIVE_STEP, RunState, RunStatus, fold
+from wayang.errors import UsageError, WayangError
+from wayang.executors.base import Executor, TaskResult, TaskSpec
+from wayang.runtime.committer import Committer, Pending
+from wayang.runtime.owner import new_owner_id, owner_is_gone
+from wayang.runtime.records import finished_from_record, read_events, to_new_event
+from wayang.store.port import (
+    DEFAULT_TENANT,
+    Append,
+    ClaimedTask,
+    LogLine,
+    NewTask,
+    RunRecord,
+    Store,
+    Timer,
+)
+from wayang.store.port import DeadLetter as DeadLetterRecord
+
+CANCEL_REQUESTS = "cancel-requests"
+"""Key-value namespace where ``wayang cancel`` leaves a request for the engine driving a run."""
+
+_TERMINAL_EVENTS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
+
+
+class RunNotFoundError(UsageError):
+    """No run has that id in this store."""
+
+
+class RunBusyError(WayangError):
+    """Another live engine drives the run."""
+
+
+class RunLostError(WayangError):
+    """Another engine took the run over while this one drove it."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Timings of one engine. ``lease_s`` is how long a silent engine keeps its runs."""
+
+    lease_s: float = 15.0
+    renew_every_s: float = 3.0
+    poll_every_s: float = 0.2
+    adopt_orphans: bool = False
+
+
+@dataclass(eq=False)
+class _LiveRun:
+    """A run this engine drives: its plan, its state (ahead of the store) and what runs for it."""
+
+    plan: RunPlan
+    state: RunState
+    tenant: str
+    cwd: str
+    done: asyncio.Future[RunState]
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    lost: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+
+EventObserver = Callable[[str, Sequence[ev.Event]], None]
+LogObserver = Callable[[LogLine], None]
+
+
+class Engine:
+    """Drives runs against ``store``, running their tasks on ``executor``.
+
+    Use as ``async with Engine(...) as engine``; leaving the block stops the engine: runs still
+    going are left to be adopted later (their leases are released), nothing durable is lost.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        *,
+        settings: EngineSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        on_events: EventObserver | None = None,
+        on_log: LogObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.owner = new_owner_id()
+        self.settings = settings or EngineSettings()
+        self._executor = executor
+        self._clock = clock
+        self._on_events = on_events
+        self._on_log = on_log
+        self._runs: dict[str, _LiveRun] = {}
+        self._committer: Committer | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Engine:
+        self._committer = Committer(self.store, self._clock, self._durable, self._lost)
+        self._background = [
+            asyncio.create_task(self._committer.run(), name="wayang-committer"),
+            asyncio.create_task(self._renew_leases(), name="wayang-leases"),
+            asyncio.create_task(self._poll(), name="wayang-poll"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop running tasks (unrecorded: they run again after adoption), flush, hand back."""
+        if self._closing:
+            return
+        self._closing = True
+        running = [task for live in self._runs.values() for task in live.tasks.values()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        committer = self._require_committer()
+        committer.close()
+        committer_task, *others = self._background
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await committer_task
+        for live in list(self._runs.values()):
+            self._drop(live, RunLostError(f"the engine stopped before run {live.run_id} ended"))
+            with contextlib.suppress(Exception):
+                await committer.call(self.store.release_run, live.run_id, self.owner)
+        committer.shutdown()
+
+    def _require_committer(self) -> Committer:
+        if self._committer is None:
+            raise RuntimeError("use the engine inside 'async with'")
+        return self._committer
+
+    # ------------------------------------------------------------------ starting runs
+
+    def start(
+        self,
+        plan: RunPlan,
+        started: ev.RunStarted,
+        run_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        reuse: Mapping[str, dict[str, Any]] | None = None,
+    ) -> asyncio.Future[RunState]:
+        """Start a run; the future resolves with its final state once that state is durable.
+
+        The run's row, its first events and its first tasks join the next group commit; its
+        first steps start at once.
+        """
+        committer = self._require_committer()
+        if committer.failure is not None:
+            raise committer.failure
+        now = self._clock()
+        state = RunState(run_id)
+        live = self._track(plan, state, tenant, started.cwd)
+        decision = start_run(plan, state, started, reuse)
+        record = RunRecord(
+            run_id=run_id,
+            workflow_id=plan.workflow.id,
+            status=RunStatus.PENDING.value,
+            created_at=now,
+            updated_at=now,
+            spec={"version": started.workflow_version, "filename": started.filename},
+            tenant=tenant,
+            owner=self.owner,
+            lease_expires_at=now + self.settings.lease_s,
+        )
+        self._carry_out(live, 0, RunStatus.PENDING, decision, create=record)
+        return live.done
+
+    def _track(self, plan: RunPlan, state: RunState, tenant: str, cwd: str) -> _LiveRun:
+        done: asyncio.Future[RunState] = asyncio.get_running_loop().create_future()
+        live = _LiveRun(plan, state, tenant, cwd or str(Path.cwd()), done)
+        self._runs[state.run_id] = live
+        return live
+
+    # ------------------------------------------------------------------ adopting runs
+
+    async def adopt(
+        self, run_id: str, *, tenant: str = DEFAULT_TENANT, cancel: str | None = None
+    ) -> asyncio.Future[RunState]:
+        """Take over an unfinished run from the store and drive it to its end.
+
+        Steps recorded as succeeded never run again; an attempt that was in flight runs again
+        with the same idempotency key. With ``cancel`` the run is cancelled instead: its
+        in-flight attempts are recorded cancelled without running. A finished run resolves at
+        once. Raises :class:`RunBusyError` if a live engine holds the run.
+        """
+        committer = self._require_committer()
+        live = self._runs.get(run_id)
+        if live is not None:
+            if cancel is not None:
+                self.cancel(run_id, cancel)
+            return live.done
+        record = await committer.call(self.store.get_run, run_id, tenant)
+        if record is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
+        history = read_events(await committer.call(self.store.load_history, run_id))
+        state = fold(run_id, history)
+        if state.finished or state.started is None:
+            return _resolved(state)
+        await self._take_lease(record)
+        plan = RunPlan.from_started(state.started)
+        live = self._track(plan, state, record.tenant, state.started.cwd)
+        await self._resume(live, cancel)
+        return live.done
+
+    async def _take_lease(self, record: RunRecord) -> None:
+        committer = self._require_committer()
+        now = self._clock()
+        lease_s = self.settings.lease_s
+        if await committer.call(self.store.lease_run, record.run_id, self.owner, now, lease_s):
+            return
+        if owner_is_gone(record.owner) and await committer.call(
+            self.store.steal_run, record.run_id, self.owner, record.owner, now, lease_s
+        ):
+            return
+        until = time.strftime("%H:%M:%S", time.localtime(record.lease_expires_at or now))
+        raise RunBusyError(
+            f"run {record.run_id} is being driven by {record.owner} (lease until {until}); "
+            "wait for it, or cancel it with 'wayang cancel'"
+        )
+
+    async def _resume(self, live: _LiveRun, cancel: str | None) -> None:
+        committer = self._require_committer()
+        now, run_id = self._clock(), live.run_id
+        for completion in await committer.call(self.store.completions, run_id):
+            message = finished_from_record(
+                completion.step_id, completion.attempt, completion.result
+            )
+            self._feed(live, message, acknowledge=completion.task_id)
+        claimed = await committer.call(
+            self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
+        )
+        for timer in await committer.call(self.store.run_timers, run_id):
+            self._arm(live, timer)
+        if cancel is not None:
+            self._feed(live, CancelRun(cancel))
+        for task in claimed:
+            self._resume_task(live, task, running=cancel is None)
+        self._feed(live, Wake())
+
+    def _resume_task(self, live: _LiveRun, task: ClaimedTask, running: bool) -> None:
+        step = live.state.steps.get(task.step_id)
+        current = step is not None and step.status in ACTIVE_STEP and step.attempt == task.attempt
+        if current and running:
+            command = DispatchTask(
+                task.task_id, task.step_id, task.attempt, task.idempotency_key, task.payload
+            )
+            self._start_task(live, command)
+        elif current:  # cancelling: the attempt is not run again, it is recorded cancelled
+            message = TaskFinished(task.step_id, task.attempt, "failed", {}, "cancelled")
+            self._feed(live, message, finished=task.task_id)
+        else:  # left over from an attempt the history already settled
+            self._feed(live, Wake(), finished=task.task_id)
+
+    # ------------------------------------------------------------------ waiting, cancelling
+
+    def cancel(self, run_id: str, reason: str = "cancelled by request") -> bool:
+        """Cancel a run this engine drives; False if it drives no such run."""
+        live = self._runs.get(run_id)
+        if live is None:
+            return False
+        self._feed(live, CancelRun(reason))
+        return True
+
+    def cancel_all(self, reason: str) -> None:
+        for run_id in list(self._runs):
+            self.cancel(run_id, reason)
+
+    @property
+    def active_runs(self) -> list[str]:
+        return list(self._runs)
+
+    async def flush(self) -> None:
+        await self._require_committer().flush()
+
+    # ------------------------------------------------------------------ deciding
+
+    def _feed(
+        self,
+        live: _LiveRun,
+        message: Input,
+        *,
+        finished: str | None = None,
+        acknowledge: str | None = None,
+    ) -> None:
+        if live.lost or self._closing:
+            return
+        before, status = live.state.version, live.state.status
+        decision = decide(live.plan, live.state, message, self._clock())
+        self._carry_out(
+            live,
+            before,
+            status,
+            decision,
+            finished=(finished,) if finished else (),
+            acknowledge=(acknowledge,) if acknowledge else (),
+        )
+
+    def _carry_out(
+        self,
+        live: _LiveRun,
+        version: int,
+        status: RunStatus,
+        decision: Decision,
+        *,
+        create: RunRecord | None = None,
+        finished: Sequence[str] = (),
+        acknowledge: Sequence[str] = (),
+    ) -> None:
+        """Queue the decision's append and carry out its commands (see the module docstring)."""
+        work = _Work(self, live)
+        for command in decision.commands:
+            work.take(command)
+        if live.state.finished:
+            work.cancel_all_timers()
+        if not (decision.events or work.any() or finished or acknowledge or create):
+            return
+        append = Append(
+            run_id=live.run_id,
+            expected_version=version,
+            events=[to_new_event(event) for event in decision.events],
+            tasks=work.tasks,
+            timers=work.timers,
+            cancel_timers=work.cancel_timers,
+            acknowledge=acknowledge,
+            status=live.state.status.value if live.state.status is not status else None,
+            create=create,
+            finish_tasks=finished,
+            dead_letters=work.letters,
+        )
+        self._require_committer().add(live, append, decision.events)
+        for command in work.dispatch:
+            self._start_task(live, command)
+
+    # ------------------------------------------------------------------ durable or lost
+
+    def _durable(self, pending: Pending) -> None:
+        live: _LiveRun = pending.owner
+        if self._on_events is not None and pending.events:
+            self._on_events(live.run_id, pending.events)
+        if any(isinstance(event, _TERMINAL_EVENTS) for event in pending.events):
+            self._runs.pop(live.run_id, None)
+            if not live.done.done():
+                live.done.set_result(live.state)
+
+    def _lost(self, run_id: str, why: str) -> None:
+        live = self._runs.get(run_id)
+        if live is not None:
+            self._drop(live, RunLostError(f"run {run_id} was taken over by another engine: {why}"))
+
+    def _drop(self, live: _LiveRun, error: BaseException) -> None:
+        live.lost = True
+        self._runs.pop(live.run_id, None)
+        for task in live.tasks.values():
+            task.cancel()
+        for handle in live.timers.values():
+            handle.cancel()
+        if not live.done.done():
+            live.done.set_exception(error)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _start_task(self, live: _LiveRun, command: DispatchTask) -> None:
+        if command.task_id in live.tasks:
+            return  # already running here (a decision repeated after a conflict)
+        task = asyncio.get_running_loop().create_task(self._execute(live, command))
+        live.tasks[command.task_id] = task
+
+    async def _execute(self, live: _LiveRun, command: DispatchTask) -> None:
+        payload = command.payload
+        workspace, scratch = _workspace(live.cwd, str(payload.get("workspace") or "inherit"))
+        spec = TaskSpec(
+            run_id=live.run_id,
+            step_id=command.step_id,
+            attempt=command.attempt,
+            idempotency_key=command.idempotency_key,
+            command=payload.get("command"),
+            uses=payload.get("uses"),
+            inputs=dict(payload.get("inputs") or {}),
+            env=dict(payload.get("env") or {}),
+            cwd=workspace,
+            timeout_s=payload.get("timeout_s"),
+            workflow_id=str(payload.get("workflow_id") or ""),
+        )
+        started = self._clock()
+        try:
+            result = await self._executor.execute(spec, self._log_sink(live, spec))
+        except asyncio.CancelledError:
+            result = TaskResult.failed("cancelled", self._clock() - started)
+        except Exception as exc:  # an executor bug: the attempt fails, the engine goes on
+            result = TaskResult.failed(f"the executor failed: {exc!r}", self._clock() - started)
+        finally:
+            live.tasks.pop(command.task_id, None)
+            if scratch:
+                shutil.rmtree(workspace, ignore_errors=True)
+        finished = TaskFinished(
+            command.step_id,
+            command.attempt,
+            result.status,
+            result.outputs,
+            result.error,
+            result.exit_code,
+            result.duration_s,
+            started,
+        )
+        self._feed(live, finished, finished=command.task_id)
+
+    def _log_sink(self, live: _LiveRun, spec: TaskSpec) -> Callable[[str, str], None]:
+        committer = self._require_committer()
+        on_log = self._on_log
+
+        def sink(stream: str, line: str) -> None:
+            record = LogLine(live.run_id, spec.step_id, spec.attempt, stream, line, self._clock())
+            committer.log(record)
+            if on_log is not None:
+                on_log(record)
+
+        return sink
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm(self, live: _LiveRun, timer: Timer) -> None:
+        previous = live.timers.pop(timer.timer_id, None)
+        if previous is not None:
+            previous.cancel()
+        delay = max(0.0, timer.due_at - self._clock())
+        payload = timer.payload
+        fired = TimerFired(
+            timer.timer_id,
+            str(payload.get("kind", "")),
+            payload.get("step_id"),
+            int(payload.get("attempt") or 0),
+        )
+        loop = asyncio.get_running_loop()
+        live.timers[timer.timer_id] = loop.call_later(delay, self._fire, live, fired)
+
+    def _fire(self, live: _LiveRun, fired: TimerFired) -> None:
+        live.timers.pop(fired.timer_id, None)
+        self._feed(live, fired)
+
+    # ------------------------------------------------------------------ background
+
+    async def _renew_leases(self) -> None:
+        committer = self._require_committer()
+        while True:
+            await asyncio.sleep(self.settings.renew_every_s)
+            if self._runs:
+                await committer.call(
+                    self.store.renew_leases, self.owner, self._clock(), self.settings.lease_s
+                )
+
+    async def _poll(self) -> None:
+        """Pick up cancel requests left in the store, and (if asked) orphaned runs."""
+        committer = self._require_committer()
+        while True:
+            await asyncio.sleep(self.settings.poll_every_s)
+            if self._runs:
+                requests = await committer.call(self.store.kv_scan, CANCEL_REQUESTS)
+                for run_id, reason in requests.items():
+                    if self.cancel(run_id, str(reason or "cancelled by request")):
+                        await committer.call(self.store.kv_delete, CANCEL_REQUESTS, run_id)
+            if self.settings.adopt_orphans:
+                await self._adopt_orphans()
+
+    async def _adopt_orphans(self) -> None:
+        committer = self._require_committer()
+        for record in await committer.call(self.store.orphaned_runs, self._clock()):
+            if record.run_id not in self._runs:
+                with contextlib.suppress(RunBusyError, RunNotFoundError):
+                    await self.adopt(record.run_id, tenant=record.tenant)
+
+
+class _Work:
+    """What one decision's commands ask for: rows for its append, and tasks to start after."""
+
+    def __init__(self, engine: Engine, live: _LiveRun) -> None:
+        self.engine, self.live = engine, live
+        self.now = engine._clock()
+        self.tasks: list[NewTask] = []
+        self.timers: list[Timer] = []
+        self.cancel_timers: list[str] = []
+        self.letters: list[DeadLetterRecord] = []
+        self.dispatch: list[DispatchTask] = []
+
+    def any(self) -> bool:
+        return bool(self.tasks or self.timers or self.cancel_timers or self.letters)
+
+    def take(self, command: Any) -> None:
+        live = self.live
+        if isinstance(command, DispatchTask):
+            self.tasks.append(self._task_row(command))
+            self.dispatch.append(command)
+        elif isinstance(command, StartTimer):
+            timer = Timer(
+                command.timer_id,
+                live.run_id,
+                command.due_at,
+                {"kind": command.kind, "step_id": command.step_id, "attempt": command.attempt},
+                live.tenant,
+            )
+            self.timers.append(timer)
+            self.engine._arm(live, timer)
+        elif isinstance(command, CancelTimer):
+            self._cancel_timer(command.timer_id)
+        elif isinstance(command, StopTask):
+            task = live.tasks.get(command.task_id)
+            if task is not None:
+                task.cancel()
+        elif isinstance(command, DeadLetter):
+            self.letters.append(self._letter(command))
+
+    def cancel_all_timers(self) -> None:
+        for timer_id in list(self.live.timers):
+            self._cancel_timer(timer_id)
+
+    def _cancel_timer(self, timer_id: str) -> None:
+        self.cancel_timers.append(timer_id)
+        handle = self.live.timers.pop(timer_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _task_row(self, command: DispatchTask) -> NewTask:
+        return NewTask(
+            task_id=command.task_id,
+            run_id=self.live.run_id,
+            step_id=command.step_id,
+            attempt=command.attempt,
+            idempotency_key=command.idempotency_key,
+            payload=command.payload,
+            available_at=self.now,
+            tenant=self.live.tenant,
+            owner=self.engine.owner,
+            lease_expires_at=self.now + self.engine.settings.lease_s,
+        )
+
+    def _letter(self, command: DeadLetter) -> DeadLetterRecord:
+        run_id = self.live.run_id
+        return DeadLetterRecord(
+            dlq_id=f"{run_id}/{command.step_id}/{command.attempts}",
+            run_id=run_id,
+            step_id=command.step_id,
+            attempts=command.attempts,
+            error=command.error,
+            payload={**command.payload, "workflow_id": self.live.plan.workflow.id},
+            at=self.now,
+            tenant=self.live.tenant,
+        )
+
+
+def _workspace(run_cwd: str, workspace: str) -> tuple[str, bool]:
+    """The directory a step runs in, and whether it is a scratch one to remove afterwards."""
+    if workspace == "inherit":
+        return run_cwd, False
+    if workspace == "ephemeral":
+        return tempfile.mkdtemp(prefix="wayang-step-"), True
+    return str(Path(run_cwd, workspace)), False
+
+
+def _resolved(state: RunState) -> asyncio.Future[RunState]:
+    future: asyncio.Future[RunState] = asyncio.get_running_loop().create_future()
+    future.set_result(state)
+    return future

@@ -1,0 +1,230 @@
+"""What the CLI (and later the server) does with runs, built on the engine and the store.
+
+Starting a run from a file, resuming, retrying, cancelling, reading a run's state: each is a
+small function here so every interface does it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wayang.engine import events as ev
+from wayang.engine.runplan import RunPlan
+from wayang.engine.state import RunState, StepStatus, fold
+from wayang.errors import UsageError
+from wayang.model.loader import load_workflow, parse_workflow
+from wayang.model.plan import plan_workflow
+from wayang.model.spec import Workflow
+from wayang.runtime.engine import CANCEL_REQUESTS, RunNotFoundError
+from wayang.runtime.owner import owner_is_gone
+from wayang.runtime.records import read_events
+from wayang.store.port import DEFAULT_TENANT, RunRecord, Store
+
+_ENV_REFERENCE = re.compile(r"\benv\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run ready to start: the plan it is pinned to, its first event, and reused outputs."""
+
+    plan: RunPlan
+    started: ev.RunStarted
+    reuse: Mapping[str, dict[str, Any]]
+
+
+def prepare_run(
+    path: str | Path,
+    params: Mapping[str, str],
+    env_overrides: Mapping[str, str],
+    *,
+    parallel: int,
+    timeout_s: float | None,
+    environ: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> RunRequest:
+    """Load, validate and plan ``path`` with text parameters; raises what validation finds."""
+    file = Path(path)
+    workflow = load_workflow(file)
+    source = file.read_text("utf-8")
+    return _request(
+        workflow,
+        source,
+        str(file),
+        params,
+        env_overrides,
+        parallel=parallel,
+        timeout_s=timeout_s,
+        environ=os.environ if environ is None else environ,
+        cwd=str(file.resolve().parent),
+        now=time.time() if now is None else now,
+        params_are_text=True,
+    )
+
+
+def _request(
+    workflow: Workflow,
+    source: str,
+    filename: str,
+    params: Mapping[str, Any],
+    env_overrides: Mapping[str, str],
+    *,
+    parallel: int,
+    timeout_s: float | None,
+    environ: Mapping[str, str],
+    cwd: str,
+    now: float,
+    params_are_text: bool,
+    retry_of: str = "",
+    reuse: Mapping[str, dict[str, Any]] | None = None,
+) -> RunRequest:
+    # Only the variables the definition reads are pinned in the history, not the whole
+    # environment: it is stored, and may hold secrets that nothing here uses.
+    env = {name: environ[name] for name in _referenced_env(source) if name in environ}
+    plan = plan_workflow(
+        workflow,
+        params,
+        environ=env,
+        env_overrides=env_overrides,
+        params_are_text=params_are_text,
+    )
+    started = ev.RunStarted(
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        source=source,
+        filename=filename,
+        params=dict(plan.params),
+        env=env,
+        env_overrides=dict(env_overrides),
+        at=now,
+        timeout_s=timeout_s,
+        parallel=parallel,
+        cwd=cwd,
+        retry_of=retry_of,
+    )
+    return RunRequest(RunPlan.build(workflow, started), started, dict(reuse or {}))
+
+
+def _referenced_env(source: str) -> list[str]:
+    return sorted(set(_ENV_REFERENCE.findall(source)))
+
+
+# ------------------------------------------------------------------------------ reading runs
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as stored: its summary row, its history and the state that history folds to."""
+
+    record: RunRecord
+    history: list[ev.Event]
+    state: RunState
+
+
+def load_run(store: Store, run_id: str, tenant: str = DEFAULT_TENANT) -> RunView:
+    record = store.get_run(run_id, tenant)
+    if record is None:
+        raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
+    history = read_events(store.load_history(run_id))
+    return RunView(record, history, fold(run_id, history))
+
+
+def latest_run(store: Store, tenant: str = DEFAULT_TENANT) -> str:
+    runs = store.list_runs(limit=1, tenant=tenant)
+    if not runs:
+        raise UsageError("this store has no runs yet; start one with 'wayang run FILE'")
+    return runs[0].run_id
+
+
+# ------------------------------------------------------------------------------ retrying
+
+
+def prepare_retry(
+    store: Store,
+    run_id: str,
+    from_step: str | None = None,
+    *,
+    now: float | None = None,
+    tenant: str = DEFAULT_TENANT,
+) -> RunRequest:
+    """A new run of ``run_id``'s pinned definition and inputs, reusing its succeeded steps.
+
+    With ``from_step``, that step and every step after it (its dependents) run again even if
+    they succeeded. Only a finished run can be retried.
+    """
+    view = load_run(store, run_id, tenant)
+    started = view.state.started
+    if started is None:
+        raise UsageError(f"run {run_id} has no recorded start; it cannot be retried")
+    if not view.state.finished:
+        raise UsageError(
+            f"run {run_id} is still {view.state.status.value}; retry a finished run, or "
+            f"'wayang resume {run_id}' to continue this one"
+        )
+    workflow = parse_workflow(started.source, started.filename)
+    rerun = _from_step_onwards(workflow, from_step) if from_step else set()
+    reuse = {
+        step_id: step.outputs
+        for step_id, step in view.state.steps.items()
+        if step.status is StepStatus.SUCCEEDED and step_id not in rerun
+    }
+    return _request(
+        workflow,
+        started.source,
+        started.filename,
+        started.params,
+        started.env_overrides,
+        parallel=started.parallel,
+        timeout_s=started.timeout_s,
+        environ=started.env,
+        cwd=started.cwd,
+        now=time.time() if now is None else now,
+        params_are_text=False,
+        retry_of=run_id,
+        reuse=reuse,
+    )
+
+
+def _from_step_onwards(workflow: Workflow, step_id: str) -> set[str]:
+    if step_id not in workflow.steps:
+        known = ", ".join(workflow.steps)
+        raise UsageError(f"--from: the workflow has no step {step_id!r}; its steps are: {known}")
+    needs = {sid: set(step.needs or ()) for sid, step in workflow.steps.items()}
+    found = {step_id}
+    changed = True
+    while changed:
+        changed = False
+        for sid, wanted in needs.items():
+            if sid not in found and wanted & found:
+                found.add(sid)
+                changed = True
+    return found
+
+
+# ------------------------------------------------------------------------------ cancelling
+
+
+def request_cancel(
+    store: Store, run_id: str, reason: str, tenant: str = DEFAULT_TENANT
+) -> RunRecord:
+    """Leave a cancel request for the engine driving ``run_id``; returns the run's row.
+
+    The caller adopts the run itself (to cancel it) when :func:`needs_adoption` says nobody
+    drives it.
+    """
+    record = store.get_run(run_id, tenant)
+    if record is None:
+        raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
+    store.kv_set(CANCEL_REQUESTS, run_id, reason)
+    return record
+
+
+def needs_adoption(record: RunRecord, now: float) -> bool:
+    """True when no live engine drives the run: no owner, a lapsed lease, or a dead process."""
+    lapsed = record.lease_expires_at is None or record.lease_expires_at <= now
+    return lapsed or owner_is_gone(record.owner)
