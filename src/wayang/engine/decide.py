@@ -30,7 +30,7 @@ from wayang.engine.runplan import RunPlan
 from wayang.engine.state import ACTIVE_STEP, TERMINAL_STEP, RunState, StepState, StepStatus
 from wayang.errors import DefinitionError, ExpressionError
 from wayang.model.expr import evaluate_condition
-from wayang.model.plan import PlannedStep, RetryPolicy, resolve_at_runtime
+from wayang.model.plan import PlannedStep, ResolvedStep, RetryPolicy, resolve_at_runtime
 
 EXECUTABLE_KINDS = frozenset({"task", "noop"})
 
@@ -319,18 +319,8 @@ class _Decider:
         self.emit(ev.StepFailed(planned.id, 1, error, None, 0.0, True, self.now))
 
     def _dispatch(self, planned: PlannedStep, attempt: int) -> bool:
-        started = self.state.started
-        assert started is not None
         try:
-            resolved = resolve_at_runtime(
-                self.run.workflow,
-                planned.id,
-                started.params,
-                environ=started.env,
-                env_overrides=started.env_overrides,
-                steps=_StepsView(self.state.steps),
-                run=self._run_info(attempt),
-            )
+            resolved = self._resolve(planned, attempt)
         except (ExpressionError, DefinitionError) as exc:
             self._fail_without_running(planned, f"cannot render the step: {exc}")
             return False
@@ -348,6 +338,22 @@ class _Decider:
         self.emit(ev.StepScheduled(planned.id, attempt, task_id, key, self.now))
         self.commands.append(DispatchTask(task_id, planned.id, attempt, key, payload))
         return True
+
+    def _resolve(self, planned: PlannedStep, attempt: int) -> ResolvedStep:
+        """The step's command, inputs and env: as planned, unless they read ``steps``/``run``."""
+        if not planned.deferred:
+            return ResolvedStep(planned.command, planned.uses, planned.inputs, planned.env)
+        started = self.state.started
+        assert started is not None
+        return resolve_at_runtime(
+            self.run.workflow,
+            planned.id,
+            started.params,
+            environ=started.env,
+            env_overrides=started.env_overrides,
+            steps=_StepsView(self.state.steps),
+            run=self._run_info(attempt),
+        )
 
     # --- the end ----------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Every event is a frozen dataclass with a ``TYPE`` name. Persisted, it is ``(type
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any, ClassVar
 
 from wayang.errors import WayangError
@@ -26,7 +27,14 @@ class Event:
     TYPE: ClassVar[str] = ""
 
     def to_data(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event's fields by name. Shallow on purpose: events are immutable and the data is
+        encoded straight away, so the deep copy ``dataclasses.asdict`` makes is wasted."""
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+
+@cache
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,36 @@ from wayang.store.sqlite_connection import DIALECT, SYNCHRONOUS_LEVELS, connect,
 DUPLICATE_COMPLETIONS = "duplicate_completions"
 _by_available_at = itemgetter(-1)
 _TEMP_STORES = ("DEFAULT", "FILE", "MEMORY")
+
+
+@dataclass(slots=True)
+class _VersionMove:
+    """One run's appends in a group: the version the first expects, where the last leaves it."""
+
+    first: Append
+    version: int
+    status: str | None
+
+
+def _by_run(appends: Sequence[Append]) -> Iterator[tuple[str, _VersionMove]]:
+    """Each run's appends folded into one version move; they must chain one after another."""
+    moves: dict[str, _VersionMove] = {}
+    for append in appends:
+        move = moves.get(append.run_id)
+        if move is None:
+            moves[append.run_id] = _VersionMove(
+                append, append.expected_version + len(append.events), append.status
+            )
+            continue
+        if append.expected_version != move.version:
+            raise ConcurrencyError(
+                f"appends of run {append.run_id} in one commit do not chain: one expects "
+                f"version {append.expected_version} after another left it at {move.version}",
+                append.run_id,
+            )
+        move.version += len(append.events)
+        move.status = append.status or move.status
+    yield from moves.items()
 
 
 class SQLiteStore:
@@ -111,23 +141,46 @@ class SQLiteStore:
                 conn.executemany(self._sql["insert_log"], map(rows.log_params, logs))
 
     def _apply(self, conn: sqlite3.Connection, appends: Sequence[Append], now: float) -> None:
-        # Events and tasks of the whole group go in one executemany each (they never depend on
-        # one another's order). Tasks go in before any append of the group finishes them;
-        # timers, acknowledgements and dead letters stay per append, in order.
-        events: list[rows.Params] = []
-        tasks: list[rows.Params] = []
+        # A group may hold several appends of one run, each expecting the version the one
+        # before it left: the run's version is checked and moved once, for all of them. Rows of
+        # one kind go in one executemany for the whole group; only timers keep the order of the
+        # appends, so a later append may cancel a timer an earlier one set. Tasks go in before
+        # any append of the group finishes them.
+        sql = self._sql
         for append in appends:
             if append.create is not None:
                 self._insert_run(conn, append)
-            tenant = self._advance(conn, append, now)
-            events.extend(rows.event_params(append, tenant, now))
-            tasks.extend(map(rows.task_params, append.tasks))
+        tenants = {run_id: self._advance(conn, moves, now) for run_id, moves in _by_run(appends)}
+        tasks = [rows.task_params(task) for append in appends for task in append.tasks]
         if tasks:
-            conn.executemany(self._sql["insert_task"], tasks)
+            conn.executemany(sql["insert_task"], tasks)
         for append in appends:
-            self._apply_side_effects(conn, append, now)
+            if append.timers or append.cancel_timers:
+                self._apply_timers(conn, append)
+        acks = [
+            {"task_id": task_id, "run_id": append.run_id}
+            for append in appends
+            for task_id in append.acknowledge
+        ]
+        if acks:
+            conn.executemany(sql["consume_completion"], acks)
+        finished = [
+            {"task_id": task_id, "run_id": append.run_id, "now": now}
+            for append in appends
+            for task_id in append.finish_tasks
+        ]
+        if finished:
+            conn.executemany(sql["finish_task"], finished)
+        letters = [rows.dead_letter_params(d) for append in appends for d in append.dead_letters]
+        if letters:
+            conn.executemany(sql["insert_dead_letter"], letters)
+        events = [
+            row
+            for append in appends
+            for row in rows.event_params(append, tenants[append.run_id], now)
+        ]
         if events:
-            conn.executemany(self._sql["insert_event"], events)
+            conn.executemany(sql["insert_event"], events)
 
     def _insert_run(self, conn: sqlite3.Connection, append: Append) -> None:
         run = append.create
@@ -140,9 +193,8 @@ class SQLiteStore:
         if conn.execute(self._sql["insert_run"], rows.run_params(run)).rowcount != 1:
             raise ConcurrencyError(f"run {run.run_id} already exists", run.run_id)
 
-    def _apply_side_effects(self, conn: sqlite3.Connection, append: Append, now: float) -> None:
-        # Cancel before insert, so one append may cancel and re-arm the same timer id, and a
-        # later append of the group may cancel a timer an earlier one set.
+    def _apply_timers(self, conn: sqlite3.Connection, append: Append) -> None:
+        # Cancel before insert, so one append may cancel and re-arm the same timer id.
         sql, run_id = self._sql, append.run_id
         if append.cancel_timers:
             conn.executemany(
@@ -151,33 +203,19 @@ class SQLiteStore:
             )
         if append.timers:
             conn.executemany(sql["insert_timer"], map(rows.timer_params, append.timers))
-        if append.acknowledge:
-            conn.executemany(
-                sql["consume_completion"],
-                [{"task_id": t, "run_id": run_id} for t in append.acknowledge],
-            )
-        if append.finish_tasks:
-            conn.executemany(
-                sql["finish_task"],
-                [{"task_id": t, "run_id": run_id, "now": now} for t in append.finish_tasks],
-            )
-        if append.dead_letters:
-            conn.executemany(
-                sql["insert_dead_letter"], map(rows.dead_letter_params, append.dead_letters)
-            )
 
-    def _advance(self, conn: sqlite3.Connection, append: Append, now: float) -> str:
+    def _advance(self, conn: sqlite3.Connection, moves: _VersionMove, now: float) -> str:
         """Check and move the run's version in one statement; return the run's tenant."""
         params = {
-            "run_id": append.run_id,
-            "expected_version": append.expected_version,
-            "new_version": append.expected_version + len(append.events),
-            "status": append.status,
+            "run_id": moves.first.run_id,
+            "expected_version": moves.first.expected_version,
+            "new_version": moves.version,
+            "status": moves.status,
             "now": now,
         }
         row = conn.execute(self._sql["advance_run"], params).fetchone()
         if row is None:
-            raise self._conflict(conn, append)
+            raise self._conflict(conn, moves.first)
         return str(row[0])
 
     def _conflict(self, conn: sqlite3.Connection, append: Append) -> StoreError:

@@ -1,0 +1,327 @@
+"""How runs look: JSON objects for scripts, tables on terminals and aligned lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from wayang.engine.events import Event
+from wayang.engine.replay import ReplayReport
+from wayang.engine.runplan import RunPlan
+from wayang.engine.state import RunState, RunStatus, StepState, StepStatus
+from wayang.errors import WayangError
+from wayang.model.durations import format_duration
+from wayang.runtime.operations import RunView
+from wayang.store.port import DeadLetter, LogLine, RunRecord
+
+STATUS_STYLE = {
+    StepStatus.PENDING: "dim",
+    StepStatus.SCHEDULED: "cyan",
+    StepStatus.RUNNING: "cyan",
+    StepStatus.RETRYING: "yellow",
+    StepStatus.SUCCEEDED: "green",
+    StepStatus.FAILED: "bold red",
+    StepStatus.SKIPPED: "dim",
+    StepStatus.CANCELLED: "magenta",
+}
+RUN_STYLE = {
+    RunStatus.PENDING: "dim",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.SUCCEEDED: "bold green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "bold magenta",
+}
+
+
+# ------------------------------------------------------------------------------ values
+
+
+def seconds(value: float) -> str:
+    """A duration as people read it: ``0.31s``, ``1.2s``, ``2m5s``."""
+    if value < 1:
+        return f"{value:.2f}s"
+    if value < 60:
+        return f"{value:.1f}s"
+    return format_duration(value)
+
+
+def clock(at: float) -> str:
+    """Local wall-clock time of day, for progress and log lines."""
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def local_time(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def iso_time(at: float | None) -> str | None:
+    """ISO 8601 in UTC, for JSON."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+
+
+def step_order(state: RunState) -> list[str]:
+    """The run's steps in plan order (the definition is pinned in its first event)."""
+    if state.started is not None:
+        try:
+            return list(RunPlan.from_started(state.started).order)
+        except WayangError:  # a definition this version no longer reads: show what happened
+            pass
+    return list(state.steps)
+
+
+def run_elapsed(state: RunState) -> float | None:
+    if state.started_at is None or state.finished_at is None:
+        return None
+    return max(0.0, state.finished_at - state.started_at)
+
+
+# ------------------------------------------------------------------------------ JSON
+
+
+def run_json(state: RunState, order: Sequence[str]) -> dict[str, Any]:
+    """``{"run_id", "status", "steps": {id: {...}}}``: what ``run --json`` prints."""
+    return {
+        "run_id": state.run_id,
+        "status": state.status.value,
+        "steps": {step_id: _step_json(state.step(step_id)) for step_id in order},
+    }
+
+
+def _step_json(step: StepState) -> dict[str, Any]:
+    return {
+        "status": step.status.value,
+        "attempts": step.attempt,
+        "outputs": step.outputs,
+        "duration_s": round(step.duration_s, 3),
+    }
+
+
+def status_json(view: RunView) -> dict[str, Any]:
+    """:func:`run_json` plus the run's workflow, times and reason: what ``status --json`` prints."""
+    record, state = view.record, view.state
+    return {
+        **run_json(state, step_order(state)),
+        "workflow_id": record.workflow_id,
+        "created_at": iso_time(record.created_at),
+        "updated_at": iso_time(record.updated_at),
+        "reason": state.reason,
+    }
+
+
+def record_json(record: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "workflow_id": record.workflow_id,
+        "status": record.status,
+        "created_at": iso_time(record.created_at),
+        "updated_at": iso_time(record.updated_at),
+    }
+
+
+def log_json(line: LogLine) -> dict[str, Any]:
+    return {
+        "seq": line.seq,
+        "at": iso_time(line.at),
+        "step": line.step_id,
+        "attempt": line.attempt,
+        "stream": line.stream,
+        "line": line.line,
+    }
+
+
+def letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.dlq_id,
+        "run_id": letter.run_id,
+        "step": letter.step_id,
+        "attempts": letter.attempts,
+        "error": letter.error,
+        "at": iso_time(letter.at),
+    }
+
+
+def replay_json(run_id: str, report: ReplayReport) -> dict[str, Any]:
+    divergence = report.divergence
+    return {
+        "run_id": run_id,
+        "events": report.events,
+        "decisions": report.decisions,
+        "reproduced": divergence is None,
+        "divergence": None
+        if divergence is None
+        else {
+            "seq": divergence.seq,
+            "message": divergence.message,
+            "recorded": _event_json(divergence.recorded),
+            "replayed": _event_json(divergence.replayed),
+        },
+    }
+
+
+def _event_json(event: Event | None) -> dict[str, Any] | None:
+    return None if event is None else {"type": event.TYPE, "data": event.to_data()}
+
+
+# ------------------------------------------------------------------------------ text
+
+
+def text_line(line: LogLine) -> str:
+    """``HH:MM:SS step[attempt] stream | line``."""
+    return f"{clock(line.at)} {line.step_id}[{line.attempt}] {line.stream} | {line.line}"
+
+
+def summary(state: RunState) -> str:
+    """The last line of a run: ``run ID succeeded in 1.2s`` (with why, when it did not)."""
+    elapsed = run_elapsed(state)
+    text = f"run {state.run_id} {state.status.value}"
+    if elapsed is not None:
+        text += f" in {seconds(elapsed)}"
+    if state.status is RunStatus.FAILED and state.failed:
+        return f"{text}: {state.reason or 'failed'} ({', '.join(state.failed)})"
+    if state.status in (RunStatus.FAILED, RunStatus.CANCELLED) and state.reason:
+        return f"{text}: {state.reason}"
+    return text
+
+
+def next_steps(state: RunState) -> str | None:
+    """What to do after a run that did not succeed, or None."""
+    run_id = state.run_id
+    if state.status is RunStatus.FAILED:
+        step = f" --step {state.failed[0]}" if state.failed else ""
+        return f"next: 'wayang logs {run_id}{step}' shows why; 'wayang retry {run_id}' runs it again"
+    if state.status is RunStatus.CANCELLED:
+        return f"next: 'wayang retry {run_id}' runs it again, reusing the steps that succeeded"
+    return None
+
+
+def step_detail(step: StepState) -> str:
+    """Why a step is where it is: its error, or the reason it was skipped or reused."""
+    if step.status in (StepStatus.FAILED, StepStatus.RETRYING) and step.error:
+        return step.error
+    return step.reason or ""
+
+
+def attempts_text(step: StepState, limit: int | None) -> str:
+    if step.attempt == 0:
+        return ""
+    return f"{step.attempt}/{limit}" if limit and limit > 1 else str(step.attempt)
+
+
+def columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines with aligned columns."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def print_rows(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table on a terminal; aligned plain lines (header first) elsewhere."""
+    if console.is_terminal:
+        table = Table(show_edge=False, header_style="bold", box=None, pad_edge=False)
+        for name in header:
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
+        return
+    for line in columns([list(header), *rows]):
+        console.print(escape(line), soft_wrap=True)
+
+
+def print_status(console: Console, view: RunView) -> None:
+    """``wayang status``: the run, then one row per step."""
+    record, state = view.record, view.state
+    style = RUN_STYLE.get(state.status, "")
+    version = state.started.workflow_version if state.started else ""
+    console.print(
+        f"run [bold]{escape(state.run_id)}[/]  {escape(record.workflow_id)} {escape(version)}  "
+        f"[{style}]{state.status.value}[/]",
+        soft_wrap=True,
+    )
+    elapsed = run_elapsed(state)
+    took = f" ({seconds(elapsed)})" if elapsed is not None else ""
+    times = f"started {local_time(state.started_at)}"
+    if state.finished_at is not None:
+        times += f"  finished {local_time(state.finished_at)}{took}"
+    console.print(times, soft_wrap=True)
+    if state.started is not None and state.started.retry_of:
+        console.print(f"retry of {escape(state.started.retry_of)}", soft_wrap=True)
+    if state.reason:
+        console.print(f"reason: {escape(state.reason)}", soft_wrap=True)
+    limits = _attempt_limits(state)
+    rows = [_status_row(step_id, state.step(step_id), limits.get(step_id)) for step_id in limits]
+    print_rows(console, ("step", "status", "attempts", "duration", "detail"), rows)
+
+
+def _attempt_limits(state: RunState) -> dict[str, int | None]:
+    if state.started is not None:
+        try:
+            plan = RunPlan.from_started(state.started)
+        except WayangError:
+            pass
+        else:
+            return {step_id: plan.steps[step_id].retry.attempts for step_id in plan.order}
+    return dict.fromkeys(state.steps)
+
+
+def _status_row(step_id: str, step: StepState, limit: int | None) -> list[str]:
+    duration = seconds(step.duration_s) if step.attempt else ""
+    return [
+        step_id,
+        step.status.value,
+        attempts_text(step, limit),
+        duration,
+        step_detail(step),
+    ]
+
+
+def print_runs(console: Console, records: Sequence[RunRecord]) -> None:
+    """``wayang runs``: newest first."""
+    rows = [
+        [r.run_id, r.workflow_id, r.status, local_time(r.created_at), local_time(r.updated_at)]
+        for r in records
+    ]
+    print_rows(console, ("run", "workflow", "status", "created", "updated"), rows)
+
+
+def print_letters(console: Console, letters: Sequence[DeadLetter]) -> None:
+    """``wayang dlq list``."""
+    rows = [
+        [d.dlq_id, d.run_id, d.step_id, str(d.attempts), local_time(d.at), d.error]
+        for d in letters
+    ]
+    print_rows(console, ("id", "run", "step", "attempts", "at", "error"), rows)
+
+
+def replay_text(run_id: str, report: ReplayReport) -> list[str]:
+    """``run X: N events, M decisions, reproduced``, or where replay first disagreed."""
+    counts = f"{report.events} events, {report.decisions} decisions"
+    divergence = report.divergence
+    if divergence is None:
+        return [f"run {run_id}: {counts}, reproduced"]
+    return [
+        f"run {run_id}: {counts}; diverges at event {divergence.seq}: {divergence.message}",
+        f"  recorded: {_event_text(divergence.recorded)}",
+        f"  replayed: {_event_text(divergence.replayed)}",
+    ]
+
+
+def _event_text(event: Event | None) -> str:
+    if event is None:
+        return "(nothing)"
+    fields = ", ".join(f"{key}={_short(value)}" for key, value in event.to_data().items())
+    return f"{event.TYPE}({fields})"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

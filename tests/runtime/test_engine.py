@@ -1,0 +1,318 @@
+"""The engine runtime end to end: a real SQLite file, real shell and Python steps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from runtime_helpers import in_engine, make_app, run_text, start, write_workflow
+
+from wayang.engine import events as ev
+from wayang.engine.replay import replay
+from wayang.engine.state import RunStatus, StepStatus
+from wayang.runtime.operations import load_run, prepare_retry, request_cancel
+
+
+def test_outputs_flow_between_shell_and_python_steps(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "flow"
+        [steps.produce]
+        run = 'echo "greeting=hello" >> "$WAYANG_OUTPUT"; echo produced'
+        [steps.add]
+        needs = ["produce"]
+        uses = "python:wayang_test_steps:add"
+        inputs = { a = 40, b = 2 }
+        [steps.consume]
+        needs = ["produce", "add"]
+        run = 'test "${{ steps.produce.outputs.greeting }}" = hello && test ${{ steps.add.outputs.sum }} = 42'
+        """,
+    )
+    assert state.status is RunStatus.SUCCEEDED
+    assert state.steps["produce"].outputs == {"greeting": "hello"}
+    assert state.steps["add"].outputs == {"sum": 42}
+    assert state.steps["consume"].status is StepStatus.SUCCEEDED
+
+
+def test_history_and_summary_are_durable_and_replay_reproduces_them(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "durable"
+        [steps.a]
+        run = "echo a"
+        [steps.b]
+        run = "echo b"
+        [steps.c]
+        needs = ["a", "b"]
+        run = "echo c"
+        """,
+    )
+    app = make_app(tmp_path)
+    view = load_run(app.store, state.run_id)
+    assert view.record.status == "succeeded"
+    assert view.record.version == len(view.history)
+    assert view.state == state
+    report = replay(state.run_id, view.history)
+    assert report.divergence is None
+    assert report.state == state
+    logs = app.store.read_logs(state.run_id)
+    assert {(line.step_id, line.stream, line.line) for line in logs} == {
+        ("a", "stdout", "a"),
+        ("b", "stdout", "b"),
+        ("c", "stdout", "c"),
+    }
+    app.close()
+
+
+def test_a_failing_step_retries_then_dead_letters_and_fails_the_run(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "retry"
+        [steps.flaky]
+        run = "echo attempt $WAYANG_ATTEMPT; exit 3"
+        retry = { attempts = 3, delay = "10ms", backoff = "fixed", jitter = false }
+        [steps.after]
+        needs = ["flaky"]
+        run = "true"
+        """,
+    )
+    assert state.status is RunStatus.FAILED
+    assert state.steps["flaky"].status is StepStatus.FAILED
+    assert state.steps["flaky"].attempt == 3
+    assert state.steps["after"].status is StepStatus.SKIPPED
+    app = make_app(tmp_path)
+    view = load_run(app.store, state.run_id)
+    failures = [e for e in view.history if isinstance(e, ev.StepFailed)]
+    assert [(f.attempt, f.exit_code, f.final) for f in failures] == [
+        (1, 3, False),
+        (2, 3, False),
+        (3, 3, True),
+    ]
+    assert replay(state.run_id, view.history).divergence is None
+    (letter,) = app.store.dead_letters()
+    assert (letter.run_id, letter.step_id, letter.attempts) == (state.run_id, "flaky", 3)
+    assert app.store.run_timers(state.run_id) == []
+    app.close()
+
+
+def test_a_step_that_succeeds_on_retry_lets_the_run_succeed(tmp_path: Path) -> None:
+    marker = tmp_path / "seen"
+    state = run_text(
+        tmp_path,
+        f"""
+        id = "second-time"
+        [steps.flaky]
+        run = "if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi"
+        retry = {{ attempts = 2, delay = "10ms" }}
+        """,
+    )
+    assert state.status is RunStatus.SUCCEEDED
+    assert state.steps["flaky"].attempt == 2
+
+
+def test_when_false_skips_and_the_skip_propagates(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "skips"
+        [parameters.deploy]
+        type = "boolean"
+        default = false
+        [steps.build]
+        run = "true"
+        [steps.deploy]
+        needs = ["build"]
+        when = "params.deploy"
+        run = "exit 1"
+        [steps.announce]
+        needs = ["deploy"]
+        run = "exit 1"
+        """,
+    )
+    assert state.status is RunStatus.SUCCEEDED
+    assert state.steps["deploy"].status is StepStatus.SKIPPED
+    assert state.steps["announce"].status is StepStatus.SKIPPED
+
+
+def test_a_step_timeout_fails_the_attempt(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "slow"
+        [steps.sleepy]
+        run = "sleep 5"
+        timeout = "200ms"
+        """,
+    )
+    assert state.status is RunStatus.FAILED
+    assert "timed out" in (state.steps["sleepy"].error or "")
+
+
+def test_cancel_stops_a_running_shell_step_promptly(tmp_path: Path) -> None:
+    path = write_workflow(
+        tmp_path,
+        """
+        id = "long"
+        [steps.sleepy]
+        run = "sleep 30"
+        [steps.after]
+        needs = ["sleepy"]
+        run = "true"
+        """,
+    )
+    app = make_app(tmp_path)
+
+    async def body(engine):  # type: ignore[no-untyped-def]
+        run_id, done = await start(engine, path)
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        engine.cancel(run_id, "enough")
+        state = await asyncio.wait_for(done, 10)
+        return state, loop.time() - asked
+
+    state, seconds = in_engine(app, body)
+    assert state.status is RunStatus.CANCELLED
+    assert state.steps["sleepy"].status is StepStatus.CANCELLED
+    assert state.steps["after"].status is StepStatus.CANCELLED
+    assert seconds < 5
+    app.close()
+
+
+def test_a_cancel_request_left_in_the_store_reaches_the_driving_engine(tmp_path: Path) -> None:
+    path = write_workflow(tmp_path, 'id = "long"\n[steps.sleepy]\nrun = "sleep 30"\n')
+    app = make_app(tmp_path)
+
+    async def body(engine):  # type: ignore[no-untyped-def]
+        run_id, done = await start(engine, path)
+        await engine.flush()
+        request_cancel(app.store, run_id, "from elsewhere")
+        return await asyncio.wait_for(done, 10)
+
+    state = in_engine(app, body)
+    assert state.status is RunStatus.CANCELLED
+    assert state.reason == "from elsewhere"
+    app.close()
+
+
+def test_a_run_timeout_fails_the_run(tmp_path: Path) -> None:
+    path = write_workflow(tmp_path, 'id = "long"\n[steps.sleepy]\nrun = "sleep 30"\n')
+    app = make_app(tmp_path)
+
+    async def body(engine):  # type: ignore[no-untyped-def]
+        from wayang.ids import new_run_id
+        from wayang.runtime.operations import prepare_run
+
+        request = prepare_run(path, {}, {}, parallel=0, timeout_s=0.3)
+        done = engine.start(request.plan, request.started, new_run_id())
+        return await asyncio.wait_for(done, 10)
+
+    state = in_engine(app, body)
+    assert state.status is RunStatus.FAILED
+    assert "timed out" in (state.reason or "")
+    app.close()
+
+
+def test_observers_see_only_durable_events_in_order(tmp_path: Path) -> None:
+    path = write_workflow(
+        tmp_path,
+        'id = "seen"\n[steps.a]\nrun = "echo hi"\n[steps.b]\nneeds = ["a"]\nrun = "true"\n',
+    )
+    app = make_app(tmp_path)
+    seen: list[tuple[str, int]] = []
+    lines: list[str] = []
+
+    def on_events(run_id: str, events: list[ev.Event]) -> None:
+        # Reported only once durable: the store already holds every event seen so far.
+        seen.extend((e.TYPE, 0) for e in events)
+        durable = app.store.get_run(run_id)
+        assert durable is not None and durable.version >= len(seen)
+
+    async def body(engine):  # type: ignore[no-untyped-def]
+        _, done = await start(engine, path)
+        return await done
+
+    state = in_engine(app, body, on_events=on_events, on_log=lambda line: lines.append(line.line))
+    types = [name for name, _ in seen]
+    assert types[0] == "RunStarted" and types[-1] == "RunSucceeded"
+    assert types.index("StepSucceeded") < types.index("RunSucceeded")
+    assert lines == ["hi"]
+    assert state.status is RunStatus.SUCCEEDED
+    app.close()
+
+
+def test_retry_reuses_succeeded_steps_and_from_reruns_the_rest(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    gate = tmp_path / "gate"
+    text = f"""
+        id = "retryable"
+        [steps.one]
+        run = "echo one >> {ledger}; echo v=1 >> $WAYANG_OUTPUT"
+        [steps.two]
+        needs = ["one"]
+        run = "echo two >> {ledger}; test -e {gate}"
+        [steps.three]
+        needs = ["two"]
+        run = "echo three-${{{{ steps.one.outputs.v }}}} >> {ledger}"
+        """
+    first = run_text(tmp_path, text)
+    assert first.status is RunStatus.FAILED
+    gate.touch()
+    app = make_app(tmp_path)
+
+    second = in_engine(app, lambda engine: _retry_body(app, engine, first.run_id, None))
+    assert second.status is RunStatus.SUCCEEDED
+    assert second.steps["one"].reason == f"reused from {first.run_id}"
+    assert ledger.read_text().split() == ["one", "two", "two", "three-1"]
+    third = in_engine(app, lambda engine: _retry_body(app, engine, second.run_id, "two"))
+    assert third.status is RunStatus.SUCCEEDED
+    assert ledger.read_text().split()[4:] == ["two", "three-1"]
+    history = load_run(app.store, third.run_id).history
+    assert replay(third.run_id, history).divergence is None
+    app.close()
+
+
+async def _retry_body(app, engine, run_id, from_step):  # type: ignore[no-untyped-def]
+    from wayang.ids import new_run_id
+
+    request = prepare_retry(app.store, run_id, from_step)
+    return await engine.start(request.plan, request.started, new_run_id(), reuse=request.reuse)
+
+
+def test_memory_of_the_engine_does_not_keep_finished_runs(tmp_path: Path) -> None:
+    path = write_workflow(
+        tmp_path, 'id = "tiny"\n[steps.a]\nuses = "python:wayang_test_steps:nothing"\n'
+    )
+    app = make_app(tmp_path)
+
+    async def body(engine):  # type: ignore[no-untyped-def]
+        for _ in range(3):
+            futures = [(await start(engine, path))[1] for _ in range(50)]
+            await asyncio.gather(*futures)
+        return engine.active_runs
+
+    assert in_engine(app, body) == []
+    assert len(app.store.list_runs(limit=1000)) == 150
+    app.close()
+
+
+def test_logs_of_a_python_step_reach_the_store(tmp_path: Path) -> None:
+    state = run_text(
+        tmp_path,
+        """
+        id = "chatty"
+        [steps.talk]
+        uses = "python:wayang_test_steps:chatty"
+        inputs = { n = 2 }
+        """,
+    )
+    app = make_app(tmp_path)
+    lines = [line.line for line in app.store.read_logs(state.run_id)]
+    assert lines[0] == "DEBUG starting"
+    assert len(lines) == 6
+    json.dumps(lines)
+    app.close()
