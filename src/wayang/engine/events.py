@@ -33,7 +33,7 @@ class Event:
 
 
 @cache
-def _field_names(cls: type[Event]) -> tuple[str, ...]:
+def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
