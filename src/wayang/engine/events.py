@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from functools import cache
 from typing import Any, ClassVar
 
 from wayang.errors import WayangError
@@ -29,12 +28,7 @@ class Event:
     def to_data(self) -> dict[str, Any]:
         """The event's fields by name. Shallow on purpose: events are immutable and the data is
         encoded straight away, so the deep copy ``dataclasses.asdict`` makes is wasted."""
-        return {name: getattr(self, name) for name in _field_names(type(self))}
-
-
-@cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
