@@ -3,13 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXAMPLE ?= examples/release/workflow.toml
+EXAMPLE ?= examples/pipeline/workflow.toml
 
 .PHONY: demo test lint typecheck pytest bench clean
 
 demo: $(STAMP)
-	$(BIN)/wayang validate $(EXAMPLE)
-	$(BIN)/wayang plan $(EXAMPLE) --param target=prod
+	$(BIN)/wayang run $(EXAMPLE)
 
 test: lint typecheck pytest
 
@@ -27,6 +26,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/expr_bench.py
+	for w in chain fanout many trivial shell; do $(BIN)/python bench/wayang_bench.py --workload $$w; done
 
 $(BIN)/python:
 	@scripts/bootstrap-python.sh "$(PYTHON)"
