@@ -9,9 +9,9 @@ import pytest
 
 from wayang.app import App, Settings
 from wayang.ids import new_run_id
-from wayang.runtime.operations import prepare_run
 from wayang.model.loader import load_workflow
 from wayang.model.plan import plan_workflow
+from wayang.runtime.operations import prepare_run
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*/workflow.toml"))

@@ -12,7 +12,11 @@ from rich.markup import escape
 from wayang import __version__
 from wayang.cli.authoring import init, plan, schema, validate
 from wayang.cli.context import CliContext
+from wayang.cli.dlq import dlq
+from wayang.cli.driver import STORE_KEY
 from wayang.cli.render import print_diagnostics
+from wayang.cli.reports import logs, replay, runs, status
+from wayang.cli.runs import cancel_command, drive_handover, resume, retry, run
 from wayang.errors import DefinitionError, WayangError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
@@ -23,17 +27,41 @@ INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
 @click.option(
     "--color/--no-color", default=None, help="Force colour on or off (default: on a terminal)."
 )
+@click.option(
+    "--store",
+    metavar="PATH|URL",
+    help="Where runs are kept: a SQLite file or sqlite:///abs/path "
+    "[default: $WAYANG_STORE, else $XDG_STATE_HOME/wayang/wayang.db].",
+)
 @click.pass_context
-def cli(ctx: click.Context, color: bool | None) -> None:
+def cli(ctx: click.Context, color: bool | None, store: str | None) -> None:
     """Wayang: durable workflows for people, AI and systems.
 
-    Write a workflow.toml (wayang init), check it (wayang validate), see its plan (wayang plan).
+    Write a workflow.toml (wayang init), check it (wayang validate), see its plan (wayang plan),
+    run it (wayang run), then look at runs (wayang runs, status, logs). Options before the
+    command, such as --store, apply to every command.
     """
     if color is not None:
         ctx.obj.recolor(color)
+    ctx.meta[STORE_KEY] = store
 
 
-for command in (init, validate, plan, schema):
+for command in (
+    init,
+    validate,
+    plan,
+    schema,
+    run,
+    status,
+    runs,
+    logs,
+    cancel_command,
+    resume,
+    retry,
+    replay,
+    dlq,
+    drive_handover,
+):
     cli.add_command(command)
 
 

@@ -248,9 +248,7 @@ class LiveProgress(Progress):
         return table
 
 
-def progress_for(
-    mode: str, plan: RunPlan, state: RunState, out: Console, err: Console
-) -> Progress:
+def progress_for(mode: str, plan: RunPlan, state: RunState, out: Console, err: Console) -> Progress:
     """``json`` (silent), ``live`` or ``lines``; ``auto`` picks live on a terminal."""
     if mode == "auto":
         mode = "live" if out.is_terminal else "lines"
@@ -259,5 +257,3 @@ def progress_for(
     if mode == "live":
         return LiveProgress(plan, state, out, err)
     return LineProgress(plan, state, out, err)
-
-

@@ -196,7 +196,7 @@ def next_steps(state: RunState) -> str | None:
     run_id = state.run_id
     if state.status is RunStatus.FAILED:
         step = f" --step {state.failed[0]}" if state.failed else ""
-        return f"next: 'wayang logs {run_id}{step}' shows why; 'wayang retry {run_id}' runs it again"
+        return f"next: 'wayang logs {run_id}{step}' shows why; 'wayang retry {run_id}' reruns it"
     if state.status is RunStatus.CANCELLED:
         return f"next: 'wayang retry {run_id}' runs it again, reusing the steps that succeeded"
     return None
@@ -220,7 +220,10 @@ def columns(rows: Sequence[Sequence[str]]) -> list[str]:
     if not rows:
         return []
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def print_rows(console: Console, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -296,8 +299,7 @@ def print_runs(console: Console, records: Sequence[RunRecord]) -> None:
 def print_letters(console: Console, letters: Sequence[DeadLetter]) -> None:
     """``wayang dlq list``."""
     rows = [
-        [d.dlq_id, d.run_id, d.step_id, str(d.attempts), local_time(d.at), d.error]
-        for d in letters
+        [d.dlq_id, d.run_id, d.step_id, str(d.attempts), local_time(d.at), d.error] for d in letters
     ]
     print_rows(console, ("id", "run", "step", "attempts", "at", "error"), rows)
 

@@ -24,7 +24,7 @@ from wayang.model.spec import Workflow
 from wayang.runtime.engine import CANCEL_REQUESTS, RunNotFoundError
 from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
-from wayang.store.port import DEFAULT_TENANT, RunRecord, Store
+from wayang.store.port import DEFAULT_TENANT, DeadLetter, RunRecord, Store
 
 _ENV_REFERENCE = re.compile(r"\benv\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -228,3 +228,29 @@ def needs_adoption(record: RunRecord, now: float) -> bool:
     """True when no live engine drives the run: no owner, a lapsed lease, or a dead process."""
     lapsed = record.lease_expires_at is None or record.lease_expires_at <= now
     return lapsed or owner_is_gone(record.owner)
+
+
+# ------------------------------------------------------------------------------ dead letters
+
+_EVERY_LETTER = 1_000_000
+
+
+def prepare_letter_replay(
+    store: Store, dlq_id: str, *, now: float | None = None, tenant: str = DEFAULT_TENANT
+) -> tuple[DeadLetter, RunRequest]:
+    """Dead letter ``dlq_id`` and the run that replays it: a retry of its run from its step.
+
+    Refused when there is no such letter or its run has not finished. The letter stays in the
+    store: the caller takes it (``store.remove_dead_letter``) just before starting the run.
+    """
+    letters = store.dead_letters(tenant, limit=_EVERY_LETTER)
+    letter = next((found for found in letters if found.dlq_id == dlq_id), None)
+    if letter is None:
+        raise UsageError(f"no dead letter {dlq_id!r}; 'wayang dlq list' shows their ids")
+    state = load_run(store, letter.run_id, tenant).state
+    if not state.finished:
+        raise UsageError(
+            f"dead letter {dlq_id!r} belongs to run {letter.run_id}, which is still "
+            f"{state.status.value}; replay it once that run has ended"
+        )
+    return letter, prepare_retry(store, letter.run_id, letter.step_id, now=now, tenant=tenant)
