@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from runtime_helpers import in_engine, make_app, run_text, start, write_workflow
-
 from wayang.engine import events as ev
 from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus, StepStatus
@@ -315,4 +314,37 @@ def test_logs_of_a_python_step_reach_the_store(tmp_path: Path) -> None:
     assert lines[0] == "DEBUG starting"
     assert len(lines) == 6
     json.dumps(lines)
+    app.close()
+
+
+def test_adopting_a_run_whose_cancel_is_recorded_does_not_run_its_steps_again(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger"
+    path = write_workflow(
+        tmp_path,
+        f"""
+        id = "stubborn"
+        [steps.b]
+        run = 'echo started >> {ledger}; trap "" TERM; sleep 2; echo finished >> {ledger}'
+        """,
+    )
+    app = make_app(tmp_path)
+
+    async def first(engine):  # type: ignore[no-untyped-def]
+        run_id, _ = await start(engine, path)
+        await asyncio.sleep(0.4)
+        engine.cancel(run_id, "interrupted")
+        await engine.flush()
+        return run_id  # the engine stops here, as after a second Ctrl-C
+
+    run_id = in_engine(app, first)
+
+    async def second(engine):  # type: ignore[no-untyped-def]
+        return await asyncio.wait_for(await engine.adopt(run_id), 10)
+
+    state = in_engine(app, second)
+    assert state.status is RunStatus.CANCELLED
+    assert state.steps["b"].status is StepStatus.CANCELLED
+    assert ledger.read_text().split() == ["started"]
     app.close()

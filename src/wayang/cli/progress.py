@@ -138,7 +138,8 @@ class LineProgress(Progress):
         return f"{event.step_id} started{retry}"
 
     def _succeeded(self, event: ev.StepSucceeded) -> str:
-        retry = self._attempt(event.step_id, event.attempt) if event.attempt > 1 else ""
+        limit = self.attempts(event.step_id)
+        retry = f" on attempt {event.attempt}/{limit}" if event.attempt > 1 else ""
         return f"{event.step_id} succeeded{retry} ({seconds(event.duration_s)})"
 
     def _failed(self, event: ev.StepFailed) -> str | None:

@@ -285,8 +285,10 @@ class Engine:
             self._arm(live, timer)
         if cancel is not None:
             self._feed(live, CancelRun(cancel))
+        # A run whose cancel is already recorded does not run its in-flight attempts again.
+        stopping = live.state.cancel_requested
         for task in claimed:
-            self._resume_task(live, task, running=cancel is None)
+            self._resume_task(live, task, running=not stopping)
         self._feed(live, Wake())
 
     def _resume_task(self, live: _LiveRun, task: ClaimedTask, running: bool) -> None:
@@ -408,6 +410,8 @@ class Engine:
             handle.cancel()
         if not live.done.done():
             live.done.set_exception(error)
+            # Whoever awaits the future still gets the error; nobody awaiting it is no bug.
+            live.done.exception()
 
     # ------------------------------------------------------------------ tasks
 

@@ -1,0 +1,157 @@
+"""Commands that read runs without driving them: ``status``, ``runs``, ``logs``, ``replay``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import click
+from rich.markup import escape
+
+from wayang.cli.context import CliContext, pass_cli
+from wayang.cli.driver import POLL_S, json_text, open_app
+from wayang.cli.run_render import (
+    log_json,
+    print_runs,
+    print_status,
+    record_json,
+    replay_json,
+    replay_text,
+    status_json,
+    step_order,
+    text_line,
+)
+from wayang.engine.replay import replay as replay_history
+from wayang.engine.state import TERMINAL_RUN, RunStatus
+from wayang.errors import UsageError
+from wayang.runtime.engine import RunNotFoundError
+from wayang.runtime.operations import latest_run, load_run
+from wayang.store.port import LogLine, Store
+
+LOG_PAGE = 1000
+_TERMINAL = {status.value for status in TERMINAL_RUN}
+
+
+@click.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object for scripts.")
+@pass_cli
+def status(cli: CliContext, run_id: str | None, as_json: bool) -> None:
+    """Show RUN (default: the latest run): its status and a row per step."""
+    with open_app() as app:
+        view = load_run(app.store, run_id or latest_run(app.store))
+        if as_json:
+            click.echo(json_text(status_json(view)))
+        else:
+            print_status(cli.out, view)
+
+
+@click.command()
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice([s.value for s in RunStatus]),
+    help="Only runs with this status.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most N runs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
+@pass_cli
+def runs(cli: CliContext, status_filter: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    with open_app() as app:
+        records = app.store.list_runs(status=status_filter, limit=limit)
+    if as_json:
+        click.echo(json_text([record_json(record) for record in records]))
+    elif records:
+        print_runs(cli.out, records)
+    else:
+        which = f"{status_filter} " if status_filter else ""
+        cli.err.print(f"no {which}runs in this store yet", soft_wrap=True)
+
+
+@click.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--step", "step_id", metavar="ID", help="Only this step's lines.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
+@pass_cli
+def logs(
+    cli: CliContext, run_id: str | None, step_id: str | None, follow: bool, as_json: bool
+) -> None:
+    """Print what RUN's steps wrote (default: the latest run).
+
+    Each line reads HH:MM:SS step[attempt] stream | text.
+    """
+    with open_app() as app:
+        store = app.store
+        run_id = run_id or latest_run(store)
+        view = load_run(store, run_id)
+        order = step_order(view.state)
+        if step_id is not None and step_id not in order:
+            raise UsageError(
+                f"run {run_id} has no step {step_id!r}; its steps are: {', '.join(order)}"
+            )
+        emit = _json_line if as_json else _text_line
+        last = _print_logs(store, run_id, step_id, 0, emit)
+        while follow:
+            finished = _finished(store, run_id)
+            seen = _print_logs(store, run_id, step_id, last, emit)
+            if finished and seen == last:
+                break
+            if seen == last:
+                time.sleep(POLL_S)
+            last = seen
+
+
+def _print_logs(
+    store: Store, run_id: str, step_id: str | None, after: int, emit: Callable[[LogLine], None]
+) -> int:
+    """Print every line after seq ``after``; returns the last seq printed (or ``after``)."""
+    while True:
+        page = store.read_logs(run_id, step_id, after_seq=after, limit=LOG_PAGE)
+        for line in page:
+            emit(line)
+        if not page:
+            return after
+        after = page[-1].seq
+        if len(page) < LOG_PAGE:
+            return after
+
+
+def _text_line(line: LogLine) -> None:
+    click.echo(text_line(line))
+
+
+def _json_line(line: LogLine) -> None:
+    click.echo(json.dumps(log_json(line)))
+
+
+def _finished(store: Store, run_id: str) -> bool:
+    record = store.get_run(run_id)
+    if record is None:
+        raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
+    return record.status in _TERMINAL
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object for scripts.")
+@pass_cli
+def replay(cli: CliContext, run_id: str, as_json: bool) -> None:
+    """Check that RUN's history is what this engine decides from the same inputs.
+
+    Exits 0 when replay reproduces the history, 1 at the first difference (which it prints).
+    """
+    with open_app() as app:
+        view = load_run(app.store, run_id)
+    report = replay_history(run_id, view.history)
+    if as_json:
+        click.echo(json_text(replay_json(run_id, report)))
+    else:
+        for line in replay_text(run_id, report):
+            cli.out.print(escape(line), soft_wrap=True)
+    if report.divergence is not None:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,234 @@
+"""Commands that drive runs: ``run``, ``resume``, ``retry``, ``cancel`` (and the hidden ``_drive``).
+
+Each prints progress while the run goes (a live view on a terminal, one line per step transition
+elsewhere, or with ``--json`` one JSON object at the end) and exits 0 only when the run succeeded:
+1 when it failed or was cancelled, 130 when Ctrl-C cancelled or stopped it, 143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.markup import escape
+
+from wayang.app import App
+from wayang.cli.authoring import parse_assignments
+from wayang.cli.background import read_handover, start_detached
+from wayang.cli.context import CliContext, pass_cli
+from wayang.cli.driver import cancel, drive_and_report, exit_code, json_text, open_app
+from wayang.cli.run_render import run_json, step_order, summary
+from wayang.engine.runplan import RunPlan
+from wayang.engine.state import RunState, RunStatus
+from wayang.errors import UsageError, WayangError
+from wayang.ids import new_run_id
+from wayang.model.durations import parse_duration
+from wayang.model.spec import Workflow
+from wayang.requirements import missing_requirements
+from wayang.runtime.engine import Engine
+from wayang.runtime.operations import RunRequest, load_run, prepare_retry, prepare_run
+
+JSON_HELP = "Print one JSON object at the end instead of progress."
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), default="workflow.toml")
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value."
+)
+@click.option(
+    "--env", "-e", "envs", multiple=True, metavar="NAME=VALUE", help="An environment override."
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run at most N steps at once [default: the number of CPUs].",
+)
+@click.option("--timeout", metavar="DURATION", help="Stop the run (failed) after this, e.g. 30m.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option("--detach", is_flag=True, help="Run in the background; print the run id and return.")
+@pass_cli
+def run(
+    cli: CliContext,
+    file: Path,
+    *,
+    params: tuple[str, ...],
+    envs: tuple[str, ...],
+    parallel: int | None,
+    timeout: str | None,
+    as_json: bool,
+    detach: bool,
+) -> None:
+    """Run FILE (default ./workflow.toml) and wait for it to end.
+
+    Exits 0 when the run succeeded, 1 when it failed or was cancelled, 2 for bad input (nothing
+    is started). Ctrl-C cancels the run (exit 130); a second Ctrl-C, or SIGTERM (exit 143),
+    stops at once and leaves the run resumable with 'wayang resume'.
+    """
+    values = parse_assignments(params, "--param")
+    overrides = parse_assignments(envs, "--env")
+    timeout_s = _duration(timeout, "--timeout")
+    with open_app() as app:
+        workers = parallel or app.settings.parallel
+        request = prepare_run(file, values, overrides, parallel=workers, timeout_s=timeout_s)
+        check_requirements(request.plan.workflow, overrides)
+        run_id = new_run_id()
+        if detach:
+            _detach(cli, app, request, run_id, as_json)
+        else:
+            exit_with(drive_new(cli, app, request, run_id, as_json))
+
+
+@click.command("_drive", hidden=True)
+@pass_cli
+def drive_handover(cli: CliContext) -> None:
+    """Create and drive the run handed over on stdin (what 'run --detach' starts)."""
+    run_id, started, reuse = read_handover(sys.stdin.read())
+    plan = RunPlan.from_started(started)
+
+    async def begin(engine: Engine) -> asyncio.Future[RunState]:
+        return engine.start(plan, started, run_id, reuse=reuse)
+
+    with open_app() as app:
+        exit_with(
+            drive_and_report(cli, app, begin, plan, RunState(run_id), as_json=False, mode="lines")
+        )
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@pass_cli
+def resume(cli: CliContext, run_id: str, as_json: bool) -> None:
+    """Continue RUN from where it stopped, in this process, and wait for it to end.
+
+    Steps that succeeded are not run again; an attempt that was in flight runs again. A run
+    that already ended is only reported. Exit statuses are those of 'wayang run'.
+    """
+    with open_app() as app:
+        view = load_run(app.store, run_id)
+        state = view.state
+        if state.finished or state.started is None:
+            _report_finished(cli, state, as_json)
+            exit_with(exit_code(state.status))
+        plan = RunPlan.from_started(state.started)
+        check_requirements(plan.workflow, state.started.env_overrides)
+
+        async def begin(engine: Engine) -> asyncio.Future[RunState]:
+            return await engine.adopt(run_id)
+
+        exit_with(drive_and_report(cli, app, begin, plan, state, as_json=as_json))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    help="Run STEP and every step after it again, even if they succeeded.",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@pass_cli
+def retry(cli: CliContext, run_id: str, from_step: str | None, as_json: bool) -> None:
+    """Run a finished RUN again as a new run, reusing the outputs of the steps that succeeded.
+
+    Same definition, parameters and environment as RUN. Exit statuses are those of 'wayang run'.
+    """
+    with open_app() as app:
+        request = prepare_retry(app.store, run_id, from_step)
+        check_requirements(request.plan.workflow, request.started.env_overrides)
+        new_id = new_run_id()
+        if not as_json:
+            cli.err.print(f"retrying run {run_id} as {new_id}", soft_wrap=True, markup=False)
+        exit_with(drive_new(cli, app, request, new_id, as_json))
+
+
+@click.command("cancel")
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's final state as JSON.")
+@pass_cli
+def cancel_command(cli: CliContext, run_id: str, as_json: bool) -> None:
+    """Cancel RUN and wait (up to 10s) until it has stopped.
+
+    Its running steps are stopped (SIGTERM, then SIGKILL after a grace period). If no process
+    drives the run, this one takes it over to cancel it. Exits 0 once the run is cancelled, 1
+    if it had already ended or ended otherwise.
+    """
+    with open_app() as app:
+        view = load_run(app.store, run_id)
+        if view.state.finished:
+            raise WayangError(
+                f"run {run_id} already finished ({view.state.status.value}); nothing to cancel"
+            )
+        final = asyncio.run(cancel(app, run_id, "cancelled by 'wayang cancel'"))
+        if final is None:
+            cli.err.print(
+                f"cancel requested, but run {run_id} has not stopped yet; its engine will stop "
+                f"it: check with 'wayang status {run_id}'",
+                soft_wrap=True,
+                markup=False,
+            )
+            exit_with(1)
+        _report_finished(cli, final, as_json)
+        exit_with(0 if final.status is RunStatus.CANCELLED else 1)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def check_requirements(workflow: Workflow, overrides: Mapping[str, str]) -> None:
+    """Refuse to start when this machine lacks what ``[requirements]`` lists (exit 2)."""
+    problems = missing_requirements(workflow.requirements, {**os.environ, **overrides})
+    if problems:
+        lines = "".join(f"\n  - {problem}" for problem in problems)
+        raise UsageError(
+            f"workflow {workflow.id} needs what this machine lacks (nothing was started):{lines}"
+        )
+
+
+def _duration(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def drive_new(cli: CliContext, app: App, request: RunRequest, run_id: str, as_json: bool) -> int:
+    async def begin(engine: Engine) -> asyncio.Future[RunState]:
+        return engine.start(request.plan, request.started, run_id, reuse=request.reuse)
+
+    return drive_and_report(cli, app, begin, request.plan, RunState(run_id), as_json=as_json)
+
+
+def _detach(cli: CliContext, app: App, request: RunRequest, run_id: str, as_json: bool) -> None:
+    log = start_detached(app.store, app.settings.store, request, run_id)
+    if as_json:
+        click.echo(json_text({"run_id": run_id, "status": "running"}))
+        return
+    click.echo(run_id)
+    cli.err.print(
+        f"run {run_id} runs in the background; follow it with 'wayang logs {run_id} --follow' "
+        f"(its engine writes to {escape(str(log))})",
+        soft_wrap=True,
+    )
+
+
+def _report_finished(cli: CliContext, state: RunState, as_json: bool) -> None:
+    if as_json:
+        click.echo(json_text(run_json(state, step_order(state))))
+    else:
+        cli.out.print(escape(summary(state)), soft_wrap=True)
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the command with ``code`` (``main`` returns it as the process's exit status)."""
+    raise click.exceptions.Exit(code)
