@@ -9,6 +9,7 @@ EXAMPLE ?= examples/pipeline/workflow.toml
 
 demo: $(STAMP)
 	$(BIN)/wayang run $(EXAMPLE)
+	$(BIN)/wayang status
 
 test: lint typecheck pytest
 
@@ -27,6 +28,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/expr_bench.py
 	for w in chain fanout many trivial shell; do $(BIN)/python bench/wayang_bench.py --workload $$w; done
+	$(BIN)/python bench/memory_bench.py
 
 $(BIN)/python:
 	@scripts/bootstrap-python.sh "$(PYTHON)"
