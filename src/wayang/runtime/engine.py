@@ -315,10 +315,6 @@ class Engine:
         self._feed(live, CancelRun(reason))
         return True
 
-    def cancel_all(self, reason: str) -> None:
-        for run_id in list(self._runs):
-            self.cancel(run_id, reason)
-
     @property
     def active_runs(self) -> list[str]:
         return list(self._runs)

@@ -21,6 +21,7 @@ from wayang.errors import UsageError
 from wayang.model.loader import load_workflow, parse_workflow
 from wayang.model.plan import plan_workflow
 from wayang.model.spec import Workflow
+from wayang.model.validate import build_graph
 from wayang.runtime.engine import CANCEL_REQUESTS, RunNotFoundError
 from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
@@ -194,16 +195,8 @@ def _from_step_onwards(workflow: Workflow, step_id: str) -> set[str]:
     if step_id not in workflow.steps:
         known = ", ".join(workflow.steps)
         raise UsageError(f"--from: the workflow has no step {step_id!r}; its steps are: {known}")
-    needs = {sid: set(step.needs or ()) for sid, step in workflow.steps.items()}
-    found = {step_id}
-    changed = True
-    while changed:
-        changed = False
-        for sid, wanted in needs.items():
-            if sid not in found and wanted & found:
-                found.add(sid)
-                changed = True
-    return found
+    graph = build_graph(workflow)
+    return {step_id} | {later for later in workflow.steps if graph.is_ancestor(step_id, later)}
 
 
 # ------------------------------------------------------------------------------ cancelling
