@@ -17,7 +17,17 @@ from pathlib import Path
 import pytest
 
 from wayang.store import SQLiteStore, default_store_path, open_store, sql_files
-from wayang.store.port import Append, LogLine, NewEvent, NewTask, RunRecord, StoreError
+from wayang.store.port import (
+    Append,
+    LogLine,
+    NewEvent,
+    NewSignal,
+    NewTask,
+    NewTopicMessage,
+    RunRecord,
+    SignalAnswer,
+    StoreError,
+)
 from wayang.store.sqlite_connection import (
     DIALECT,
     Schema,
@@ -111,6 +121,42 @@ def test_an_older_store_gets_the_missing_migrations_and_keeps_its_data(tmp_path:
     conn.close()
 
 
+def test_a_version_2_store_gains_signals_and_topics_and_keeps_its_runs(tmp_path: Path) -> None:
+    # A store written before migration 0003: built from the first two migrations, holding a
+    # run that waits. Opening it with this Wayang must upgrade it in place, data intact.
+    path = tmp_path / "store.db"
+    v2 = sql_files.migrations(DIALECT)[:2]
+    conn = sqlite3.connect(path, isolation_level=None)
+    ensure_schema(conn, str(path), Schema("\n".join(m.sql for m in v2), v2))
+    conn.execute(
+        "INSERT INTO runs (run_id, workflow_id, status, version, created_at, updated_at) "
+        "VALUES ('r1', 'wf', 'waiting', 1, ?, ?)",
+        (T0, T0),
+    )
+    conn.execute(
+        "INSERT INTO events (run_id, seq, type, data, version, at) "
+        "VALUES ('r1', 1, 'run_started', '{}', 1, ?)",
+        (T0,),
+    )
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert not tables & {"signals", "topic_messages"}
+    conn.close()
+
+    store = SQLiteStore(path)
+    assert store.settings()["schema_version"] == sql_files.latest_version(DIALECT) >= 3
+    assert [e.type for e in store.load_history("r1")] == ["run_started"]
+    seq = store.send_signal(NewSignal("r1", "review", "approve", "alice", {}, T0 + 1))
+    answer = SignalAnswer(seq, "accepted", "approved")
+    store.commit([Append("r1", 1, [NewEvent("approved", {})], answer_signals=[answer])], T0 + 2)
+    signal = store.get_signal(seq)
+    assert signal is not None
+    assert (signal.status, signal.handled_at) == ("accepted", T0 + 2)
+    published = store.publish(NewTopicMessage("deploys", {"ok": True}, T0))
+    assert store.latest_topic_seq() == published
+    store.close()
+
+
 def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     SQLiteStore(path).close()
@@ -191,6 +237,10 @@ HOT_QUERIES = [
     "read_logs",
     "orphaned_runs",
     "list_runs_by_status",
+    "pending_signals",
+    "answer_signal",
+    "topic_messages",
+    "latest_topic_seq",
 ]
 
 

@@ -19,12 +19,17 @@ from wayang.store.port import (
     DeadLetter,
     LogLine,
     NewEvent,
+    NewSignal,
     NewTask,
+    NewTopicMessage,
     RunRecord,
+    SignalAnswer,
+    SignalRecord,
     Store,
     StoredEvent,
     StoreError,
     Timer,
+    TopicMessage,
 )
 from wayang.store.sqlite import SQLiteStore
 
@@ -563,6 +568,243 @@ def test_dead_letters_are_listed_per_tenant(store: ContractStore) -> None:
     assert [d.dlq_id for d in store.dead_letters(tenant="acme")] == ["d1"]
     assert [d.dlq_id for d in store.dead_letters()] == ["d2"]
     assert store.dead_letters(tenant="nobody") == []
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+def signal(
+    run_id: str = "r1",
+    kind: str = "approve",
+    actor: str = "alice",
+    *,
+    step_id: str = "review",
+    at: float = T0,
+    tenant: str = "default",
+    **data: Any,
+) -> NewSignal:
+    return NewSignal(run_id, step_id, kind, actor, dict(data), at, tenant)
+
+
+def test_a_sent_signal_is_pending_and_can_be_read_back(store: ContractStore) -> None:
+    new_run(store)
+    first = store.send_signal(signal(comment="looks good"))
+    second = store.send_signal(signal(kind="offer", actor="bob", at=T0 + 1, price=3))
+    assert 0 < first < second
+
+    expected = SignalRecord(
+        first, "r1", "review", "approve", "alice", {"comment": "looks good"}, T0
+    )
+    assert store.get_signal(first) == expected
+    assert (expected.status, expected.outcome, expected.handled_at) == ("pending", "", None)
+    assert store.pending_signals("r1") == [
+        expected,
+        SignalRecord(second, "r1", "review", "offer", "bob", {"price": 3}, T0 + 1),
+    ]
+
+
+def test_pending_signals_are_per_run_and_missing_signals_are_none(store: ContractStore) -> None:
+    new_run(store, "r1")
+    new_run(store, "r2", tenant="acme")
+    mine = store.send_signal(signal("r1"))
+    theirs = store.send_signal(signal("r2", kind="complete", tenant="acme"))
+    assert [s.seq for s in store.pending_signals("r1")] == [mine]
+    [other] = store.pending_signals("r2")
+    assert (other.seq, other.kind, other.tenant) == (theirs, "complete", "acme")
+    assert store.pending_signals("r3") == []
+    assert store.get_signal(theirs + 100) is None
+
+
+def test_signals_are_answered_with_the_events_that_record_them(store: ContractStore) -> None:
+    new_run(store)
+    approve = store.send_signal(signal(kind="approve", actor="alice"))
+    reject = store.send_signal(signal(kind="reject", actor="mallory"))
+    later = store.send_signal(signal(kind="approve", actor="carol", at=T0 + 1))
+    store.commit(
+        [
+            Append(
+                "r1",
+                1,
+                [event("vote_counted", actor="alice")],
+                answer_signals=[
+                    SignalAnswer(approve, "accepted", "your approval was counted"),
+                    SignalAnswer(reject, "rejected", "mallory may not review this step"),
+                ],
+            )
+        ],
+        T0 + 5,
+    )
+
+    assert [e.type for e in store.load_history("r1")] == ["run_started", "vote_counted"]
+    assert [s.seq for s in store.pending_signals("r1")] == [later]
+    accepted = store.get_signal(approve)
+    assert accepted is not None
+    assert (accepted.status, accepted.outcome, accepted.handled_at) == (
+        "accepted",
+        "your approval was counted",
+        T0 + 5,
+    )
+    rejected = store.get_signal(reject)
+    assert rejected is not None
+    assert (rejected.status, rejected.outcome) == ("rejected", "mallory may not review this step")
+    assert (rejected.kind, rejected.actor, rejected.created_at) == ("reject", "mallory", T0)
+
+
+def test_a_conflicting_append_leaves_its_signals_pending(store: ContractStore) -> None:
+    new_run(store)
+    seq = store.send_signal(signal())
+    answer = SignalAnswer(seq, "accepted", "counted")
+    with pytest.raises(ConcurrencyError):
+        store.commit([Append("r1", 7, [event("vote_counted")], answer_signals=[answer])], T0 + 1)
+    assert [s.seq for s in store.pending_signals("r1")] == [seq]
+    found = store.get_signal(seq)
+    assert found is not None
+    assert (found.status, found.outcome, found.handled_at) == ("pending", "", None)
+    assert version_of(store, "r1") == 1
+
+
+def test_a_conflict_elsewhere_in_the_group_leaves_signals_pending(store: ContractStore) -> None:
+    new_run(store, "r1")
+    new_run(store, "r2")
+    seq = store.send_signal(signal("r1"))
+    group = [
+        Append("r1", 1, [event()], answer_signals=[SignalAnswer(seq, "accepted", "counted")]),
+        Append("r2", 9, [event("stale")]),
+    ]
+    with pytest.raises(ConcurrencyError):
+        store.commit(group, T0 + 1)
+    assert [s.seq for s in store.pending_signals("r1")] == [seq]
+
+
+def test_the_first_answer_to_a_signal_stands(store: ContractStore) -> None:
+    new_run(store)
+    seq = store.send_signal(signal())
+    store.commit(
+        [Append("r1", 1, [event()], answer_signals=[SignalAnswer(seq, "accepted", "counted")])],
+        T0 + 1,
+    )
+    store.commit(
+        [Append("r1", 2, [event()], answer_signals=[SignalAnswer(seq, "rejected", "too late")])],
+        T0 + 2,
+    )
+    found = store.get_signal(seq)
+    assert found is not None
+    assert (found.status, found.outcome, found.handled_at) == ("accepted", "counted", T0 + 1)
+    assert version_of(store, "r1") == 3  # the second append's events still went in
+
+
+def test_a_run_answers_only_its_own_signals(store: ContractStore) -> None:
+    new_run(store, "r1")
+    new_run(store, "r2")
+    theirs = store.send_signal(signal("r2"))
+    store.commit(
+        [Append("r1", 1, [event()], answer_signals=[SignalAnswer(theirs, "accepted", "mine")])],
+        T0 + 1,
+    )
+    assert [s.seq for s in store.pending_signals("r2")] == [theirs]
+
+
+@pytest.mark.parametrize("status", ["pending", "maybe", ""])
+def test_an_answer_must_accept_or_reject(store: ContractStore, status: str) -> None:
+    new_run(store)
+    seq = store.send_signal(signal())
+    answer = SignalAnswer(seq, status, "hmm")
+    with pytest.raises(StoreError, match="accepted, rejected"):
+        store.commit([Append("r1", 1, [event()], answer_signals=[answer])], T0 + 1)
+    assert version_of(store, "r1") == 1
+    assert [s.seq for s in store.pending_signals("r1")] == [seq]
+
+
+def test_signal_data_round_trips_as_json(store: ContractStore) -> None:
+    new_run(store)
+    data = {"text": "héllo ✓", "n": 3, "x": 1.5, "none": None, "list": [1, {"a": True}]}
+    seq = store.send_signal(NewSignal("r1", "pay", "offer", "cli:bob", data, T0))
+    found = store.get_signal(seq)
+    assert found is not None
+    assert found.data == data
+
+
+# ------------------------------------------------------------------------------ topics
+
+
+def message(
+    topic: str = "orders", at: float = T0, *, tenant: str = "default", **data: Any
+) -> NewTopicMessage:
+    return NewTopicMessage(topic, dict(data), at, tenant=tenant)
+
+
+def test_published_messages_are_read_in_seq_order(store: ContractStore) -> None:
+    assert store.latest_topic_seq() == 0
+    seqs = [store.publish(message(n=i, at=T0 + i)) for i in range(3)]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 3
+    assert store.latest_topic_seq() == seqs[-1]
+
+    read = store.topic_messages("orders")
+    assert [m.seq for m in read] == seqs
+    assert read[0] == TopicMessage(seqs[0], "orders", {"n": 0}, T0)
+    assert [m.data for m in store.topic_messages("orders", limit=2)] == [{"n": 0}, {"n": 1}]
+    assert store.topic_messages("nobody-publishes-here") == []
+
+
+def test_topic_messages_keep_their_key_trace_and_source(store: ContractStore) -> None:
+    published = NewTopicMessage(
+        "deploys",
+        {"service": "api"},
+        T0,
+        key="api",
+        trace_id="trace-1",
+        source="run:r1/deploy",
+        tenant="acme",
+    )
+    seq = store.publish(published)
+    assert store.topic_messages("deploys", tenant="acme") == [
+        TopicMessage(
+            seq, "deploys", {"service": "api"}, T0, "api", "trace-1", "run:r1/deploy", "acme"
+        )
+    ]
+
+
+def test_topic_messages_page_after_a_cursor_and_since_a_time(store: ContractStore) -> None:
+    first = store.publish(message(n=1, at=T0))
+    store.publish(message("other", n=0, at=T0 + 1))
+    second = store.publish(message(n=2, at=T0 + 2))
+    third = store.publish(message(n=3, at=T0 + 3))
+
+    assert [m.seq for m in store.topic_messages("orders", after_seq=first)] == [second, third]
+    assert [m.seq for m in store.topic_messages("orders", after_seq=third)] == []
+    assert [m.seq for m in store.topic_messages("orders", since=T0 + 2)] == [second, third]
+    assert [m.seq for m in store.topic_messages("orders", since=T0 + 2.5)] == [third]
+    assert [m.seq for m in store.topic_messages("orders", after_seq=second, since=T0)] == [third]
+    assert store.topic_messages("orders", after_seq=first, since=T0 + 99) == []
+
+
+def test_latest_topic_seq_is_a_cursor_for_what_comes_next(store: ContractStore) -> None:
+    store.publish(message(n=1))
+    cursor = store.latest_topic_seq()
+    newer = store.publish(message("elsewhere", n=2))
+    assert store.latest_topic_seq() == newer
+    later = store.publish(message(n=3))
+    assert [m.seq for m in store.topic_messages("orders", after_seq=cursor)] == [later]
+
+
+def test_topics_are_seen_only_within_their_tenant(store: ContractStore) -> None:
+    acme = store.publish(message(tenant="acme", who="acme"))
+    default = store.publish(message(who="default"))
+    assert [m.seq for m in store.topic_messages("orders", tenant="acme")] == [acme]
+    assert [m.seq for m in store.topic_messages("orders")] == [default]
+    assert store.topic_messages("orders", tenant="globex") == []
+    assert store.latest_topic_seq() == default  # the cursor spans tenants
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[1, "x", {"a": None}], "text", 42, 1.5, True, None, {"nested": {"list": [1.5, "é"]}}],
+)
+def test_topic_data_round_trips_any_json_value(store: ContractStore, data: Any) -> None:
+    store.publish(NewTopicMessage("t", data, T0))
+    [read] = store.topic_messages("t")
+    assert read.data == data
 
 
 # ------------------------------------------------------------------------------ logs

@@ -6,6 +6,12 @@ creates are written in the same transaction as its events (outbox), so a crash n
 without the other. Workers claim tasks under a lease with a fencing token; a completion carrying a
 stale token is rejected, and the first completion recorded wins. Every record carries a tenant.
 
+Two inboxes feed runs from outside. Signals are one run's: people and tools send them (approval
+votes, offers, ``wayang complete``) and the engine answers them in the same transaction as the
+events that record what it made of them, so a signal is never both handled and pending. Topic
+messages are the one event bus: anyone publishes to a topic, and readers page through it by
+``seq`` (each keeps its own cursor), so a message is never consumed away from another reader.
+
 Adapters implement :class:`Store`; one contract test suite runs against each of them.
 """
 
@@ -130,6 +136,88 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSignal:
+    """An input for one step of a run from outside it: a vote, an offer, a completion.
+
+    ``kind`` is one of approve, reject, offer, accept, decline or complete; ``actor`` says who
+    sent it, so the engine can check they may and tell them what became of it.
+    """
+
+    run_id: str
+    step_id: str
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    created_at: float
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRecord:
+    """A signal as stored: ``seq`` orders a run's signals; pending until an append answers it."""
+
+    seq: int
+    run_id: str
+    step_id: str
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    created_at: float
+    status: str = "pending"
+    outcome: str = ""
+    handled_at: float | None = None
+    tenant: str = DEFAULT_TENANT
+
+
+# The statuses an answer may give a signal; anything else would leave it neither pending nor done.
+SIGNAL_ANSWERS = ("accepted", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalAnswer:
+    """What the engine made of signal ``seq``, told back to whoever sent it.
+
+    ``status`` is accepted or rejected; ``outcome`` is a sentence for the sender (why a vote did
+    not count, say), so they learn more than a bare status.
+    """
+
+    seq: int
+    status: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewTopicMessage:
+    """A message to publish on ``topic``; ``data`` is any JSON value (usually a dict).
+
+    ``key`` lets readers pick messages about one thing (an order id); ``source`` says who
+    published (``"cli:alice"``, ``"run:<run_id>/<step>"``); ``trace_id`` links it to a trace.
+    """
+
+    topic: str
+    data: Any
+    created_at: float
+    key: str = ""
+    trace_id: str = ""
+    source: str = ""
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """A published message; ``seq`` grows across all topics, so it serves as a reader's cursor."""
+
+    seq: int
+    topic: str
+    data: Any
+    created_at: float
+    key: str = ""
+    trace_id: str = ""
+    source: str = ""
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
 class Append:
     """One run's part of a (possibly grouped) commit: events plus the work they create.
 
@@ -138,7 +226,9 @@ class Append:
     record, so they are consumed in the same transaction; ``finish_tasks`` does the same for
     tasks whatever their state (an engine that ran them itself never completes them apart).
     ``dead_letters`` are recorded with the events that exhausted a step's attempts. ``status``
-    updates the run's summary row when set.
+    updates the run's summary row when set. ``answer_signals`` answers signals of this run that
+    are still pending, with the events recording what the engine made of them: a crash never
+    leaves a vote counted in the history yet pending in the inbox, or the other way round.
     """
 
     run_id: str
@@ -152,6 +242,7 @@ class Append:
     create: RunRecord | None = None
     finish_tasks: Sequence[str] = ()
     dead_letters: Sequence[DeadLetter] = ()
+    answer_signals: Sequence[SignalAnswer] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +310,23 @@ class Store(Protocol):
     # timers
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...
     def run_timers(self, run_id: str) -> list[Timer]: ...
+
+    # signals: a run's inbox of inputs from outside
+    def send_signal(self, signal: NewSignal) -> int: ...
+    def pending_signals(self, run_id: str) -> list[SignalRecord]: ...
+    def get_signal(self, seq: int) -> SignalRecord | None: ...
+
+    # topics: the event bus
+    def publish(self, message: NewTopicMessage) -> int: ...
+    def topic_messages(
+        self,
+        topic: str,
+        after_seq: int = 0,
+        since: float = 0.0,
+        limit: int = 1000,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[TopicMessage]: ...
+    def latest_topic_seq(self) -> int: ...
 
     # logs, dead letters, key-value
     def append_logs(self, lines: Sequence[LogLine]) -> None: ...

@@ -13,15 +13,21 @@ from typing import Any
 import orjson
 
 from wayang.store.port import (
+    SIGNAL_ANSWERS,
     Append,
     ClaimedTask,
     Completion,
     DeadLetter,
     LogLine,
+    NewSignal,
     NewTask,
+    NewTopicMessage,
     RunRecord,
+    SignalRecord,
     StoredEvent,
+    StoreError,
     Timer,
+    TopicMessage,
 )
 
 Row = tuple[Any, ...]
@@ -131,6 +137,51 @@ def dead_letter_params(letter: DeadLetter) -> Params:
     }
 
 
+def signal_params(signal: NewSignal) -> Params:
+    return {
+        "tenant": signal.tenant,
+        "run_id": signal.run_id,
+        "step_id": signal.step_id,
+        "kind": signal.kind,
+        "actor": signal.actor,
+        "data": to_json(signal.data),
+        "created_at": signal.created_at,
+    }
+
+
+def answer_params(append: Append, now: float) -> Iterator[Params]:
+    """The updates answering ``append``'s signals; an answer must say accepted or rejected.
+
+    Checked here rather than left to the table's CHECK, which allows 'pending': an answer that
+    set it would look handled to the engine and still wait in the inbox.
+    """
+    for answer in append.answer_signals:
+        if answer.status not in SIGNAL_ANSWERS:
+            raise StoreError(
+                f"signal {answer.seq} of run {append.run_id} was answered {answer.status!r}; "
+                f"an answer is one of {', '.join(SIGNAL_ANSWERS)}"
+            )
+        yield {
+            "seq": answer.seq,
+            "run_id": append.run_id,
+            "status": answer.status,
+            "outcome": answer.outcome,
+            "now": now,
+        }
+
+
+def topic_message_params(message: NewTopicMessage) -> Params:
+    return {
+        "tenant": message.tenant,
+        "topic": message.topic,
+        "data": to_json(message.data),
+        "key": message.key,
+        "trace_id": message.trace_id,
+        "source": message.source,
+        "created_at": message.created_at,
+    }
+
+
 # ------------------------------------------------------------------------------------ readers
 
 
@@ -190,3 +241,25 @@ def read_log(row: Row) -> LogLine:
 def read_dead_letter(row: Row) -> DeadLetter:
     dlq_id, run_id, step_id, attempts, error, payload, at, tenant = row
     return DeadLetter(dlq_id, run_id, step_id, attempts, error, from_json(payload), at, tenant)
+
+
+def read_signal(row: Row) -> SignalRecord:
+    seq, run_id, step_id, kind, actor, data, created_at, status, outcome, handled_at, tenant = row
+    return SignalRecord(
+        seq=seq,
+        run_id=run_id,
+        step_id=step_id,
+        kind=kind,
+        actor=actor,
+        data=from_json(data),
+        created_at=created_at,
+        status=status,
+        outcome=outcome,
+        handled_at=handled_at,
+        tenant=tenant,
+    )
+
+
+def read_topic_message(row: Row) -> TopicMessage:
+    seq, topic, data, created_at, key, trace_id, source, tenant = row
+    return TopicMessage(seq, topic, from_json(data), created_at, key, trace_id, source, tenant)

@@ -29,10 +29,14 @@ from wayang.store.port import (
     ConcurrencyError,
     DeadLetter,
     LogLine,
+    NewSignal,
+    NewTopicMessage,
     RunRecord,
+    SignalRecord,
     StoredEvent,
     StoreError,
     Timer,
+    TopicMessage,
 )
 from wayang.store.sqlite_connection import DIALECT, SYNCHRONOUS_LEVELS, connect, translate
 
@@ -174,6 +178,7 @@ class SQLiteStore:
         letters = [rows.dead_letter_params(d) for append in appends for d in append.dead_letters]
         if letters:
             conn.executemany(sql["insert_dead_letter"], letters)
+        self._answer_signals(conn, appends, now)
         events = [
             row
             for append in appends
@@ -203,6 +208,15 @@ class SQLiteStore:
             )
         if append.timers:
             conn.executemany(sql["insert_timer"], map(rows.timer_params, append.timers))
+
+    def _answer_signals(
+        self, conn: sqlite3.Connection, appends: Sequence[Append], now: float
+    ) -> None:
+        # Each update touches only its own run's signals, and only pending ones: the first
+        # answer stands, so an engine replaying a decision cannot turn an accepted vote around.
+        answers = [row for append in appends for row in rows.answer_params(append, now)]
+        if answers:
+            conn.executemany(self._sql["answer_signal"], answers)
 
     def _advance(self, conn: sqlite3.Connection, moves: _VersionMove, now: float) -> str:
         """Check and move the run's version in one statement; return the run's tenant."""
@@ -360,6 +374,58 @@ class SQLiteStore:
     def run_timers(self, run_id: str) -> list[Timer]:
         """The pending timers of one run, soonest first."""
         return [rows.read_timer(row) for row in self._rows("run_timers", {"run_id": run_id})]
+
+    # ------------------------------------------------------------------ signals
+
+    def send_signal(self, signal: NewSignal) -> int:
+        """Put ``signal`` in its run's inbox, pending; return its seq, which names it for good."""
+        with self._write() as conn:
+            return int(
+                conn.execute(self._sql["insert_signal"], rows.signal_params(signal)).fetchone()[0]
+            )
+
+    def pending_signals(self, run_id: str) -> list[SignalRecord]:
+        """The run's signals no append has answered yet, oldest first."""
+        found = self._rows("pending_signals", {"run_id": run_id})
+        return [rows.read_signal(row) for row in found]
+
+    def get_signal(self, seq: int) -> SignalRecord | None:
+        """Signal ``seq`` whatever its status (a sender asking what became of it), or None."""
+        found = self._rows("get_signal", {"seq": seq})
+        return rows.read_signal(found[0]) if found else None
+
+    # ------------------------------------------------------------------ topics
+
+    def publish(self, message: NewTopicMessage) -> int:
+        """Add ``message`` to its topic; return its seq, greater than every seq before it."""
+        params = rows.topic_message_params(message)
+        with self._write() as conn:
+            return int(conn.execute(self._sql["insert_topic_message"], params).fetchone()[0])
+
+    def topic_messages(
+        self,
+        topic: str,
+        after_seq: int = 0,
+        since: float = 0.0,
+        limit: int = 1000,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[TopicMessage]:
+        """``topic``'s messages after ``after_seq`` published at ``since`` or later, in order.
+
+        Nothing is consumed: each reader keeps its cursor (the last seq it saw) and pages on.
+        """
+        params = {
+            "tenant": tenant,
+            "topic": topic,
+            "after_seq": after_seq,
+            "since": since,
+            "limit": limit,
+        }
+        return [rows.read_topic_message(row) for row in self._rows("topic_messages", params)]
+
+    def latest_topic_seq(self) -> int:
+        """The highest seq published on any topic, 0 if none: a cursor for "from now on"."""
+        return int(self._rows("latest_topic_seq", {})[0][0])
 
     # ------------------------------------------------------------------ logs
 

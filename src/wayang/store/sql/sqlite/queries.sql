@@ -220,6 +220,51 @@ FROM timers
 WHERE run_id = :run_id
 ORDER BY due_at, timer_id;
 
+-- ---------------------------------------------------------------------------------- signals
+
+-- name: insert_signal
+INSERT INTO signals (tenant, run_id, step_id, kind, actor, data, created_at)
+VALUES (:tenant, :run_id, :step_id, :kind, :actor, :data, :created_at)
+RETURNING seq;
+
+-- The status test repeats the partial index's WHERE so SQLite can use signals_pending.
+-- name: pending_signals
+SELECT seq, run_id, step_id, kind, actor, data, created_at, status, outcome, handled_at, tenant
+FROM signals
+WHERE run_id = :run_id AND status = 'pending'
+ORDER BY seq;
+
+-- name: get_signal
+SELECT seq, run_id, step_id, kind, actor, data, created_at, status, outcome, handled_at, tenant
+FROM signals
+WHERE seq = :seq;
+
+-- Only the run's own signals, and only while pending: the first answer stands.
+-- name: answer_signal
+UPDATE signals
+SET status = :status, outcome = :outcome, handled_at = :now
+WHERE seq = :seq AND run_id = :run_id AND status = 'pending';
+
+-- ---------------------------------------------------------------------------------- topics
+
+-- name: insert_topic_message
+INSERT INTO topic_messages (tenant, topic, data, key, trace_id, source, created_at)
+VALUES (:tenant, :topic, :data, :key, :trace_id, :source, :created_at)
+RETURNING seq;
+
+-- A page of one topic after a reader's cursor; ``since`` drops what was published before a
+-- wait began without the reader knowing a seq.
+-- name: topic_messages
+SELECT seq, topic, data, created_at, key, trace_id, source, tenant
+FROM topic_messages
+WHERE tenant = :tenant AND topic = :topic AND seq > :after_seq AND created_at >= :since
+ORDER BY seq
+LIMIT :limit;
+
+-- A cursor for "from now on": max of the rowid is one index lookup.
+-- name: latest_topic_seq
+SELECT coalesce(max(seq), 0) FROM topic_messages;
+
 -- ---------------------------------------------------------------------------------- counters
 
 -- name: bump_counter
