@@ -149,10 +149,11 @@ def test_run_timeout_fails_the_run() -> None:
 
 
 def test_noop_and_unsupported_kinds() -> None:
-    sim = Sim.begin('id = "n"\n[steps.a]\nkind = "noop"\n[steps.b]\nkind = "timer"\nfor = "1s"\n')
+    text = 'id = "n"\n[steps.a]\nkind = "noop"\n[steps.b]\nkind = "agent"\nmodel = "m"\nprompt = "p"\n'
+    sim = Sim.begin(text)
     assert sim.statuses()["a"] == "succeeded"
     assert sim.statuses()["b"] == "failed"
-    assert "not executed by this version" in (sim.state.steps["b"].error or "")
+    assert "inference plane" in (sim.state.steps["b"].error or "")
 
 
 def test_runtime_expression_error_fails_the_step_not_the_engine() -> None:

@@ -20,6 +20,7 @@ from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, fold
 from wayang.model.loader import parse_workflow
 from wayang.model.plan import resolve_parameters
+from wayang.policy import gate_for
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Sim:
         params: dict | None = None,
         parallel: int = 0,
         timeout_s: float | None = None,
+        actor: str = "",
     ) -> Sim:
         source = textwrap.dedent(text)
         workflow = parse_workflow(source)
@@ -54,8 +56,9 @@ class Sim:
             0.0,
             timeout_s,
             parallel,
+            actor=actor,
         )
-        sim = cls(RunPlan.build(workflow, started), RunState("r1"))
+        sim = cls(RunPlan.build(workflow, started, gate_for), RunState("r1"))
         sim.absorb(start_run(sim.run, sim.state, started))
         return sim
 

@@ -25,7 +25,8 @@ from wayang.cli.progress import Progress, progress_for
 from wayang.cli.run_render import run_json
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, RunStatus
-from wayang.runtime.engine import CANCEL_REQUESTS, Engine, RunBusyError
+from wayang.runtime.engine import Engine
+from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError
 from wayang.runtime.operations import load_run, needs_adoption, request_cancel
 
 STORE_KEY = "wayang.store"

@@ -17,6 +17,7 @@ from wayang.cli.driver import STORE_KEY
 from wayang.cli.render import print_diagnostics
 from wayang.cli.reports import logs, replay, runs, status
 from wayang.cli.runs import cancel_command, drive_handover, resume, retry, run
+from wayang.cli.waits import COMMANDS as WAIT_COMMANDS
 from wayang.errors import DefinitionError, WayangError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
@@ -61,6 +62,7 @@ for command in (
     replay,
     dlq,
     drive_handover,
+    *WAIT_COMMANDS,
 ):
     cli.add_command(command)
 

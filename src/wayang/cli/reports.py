@@ -25,7 +25,8 @@ from wayang.cli.run_render import (
 from wayang.engine.replay import replay as replay_history
 from wayang.engine.state import TERMINAL_RUN, RunStatus
 from wayang.errors import UsageError
-from wayang.runtime.engine import RunNotFoundError
+from wayang.policy import gate_for
+from wayang.runtime.names import RunNotFoundError
 from wayang.runtime.operations import latest_run, load_run
 from wayang.store.port import LogLine, Store
 
@@ -147,7 +148,7 @@ def replay(cli: CliContext, run_id: str, as_json: bool) -> None:
     """
     with open_app() as app:
         view = load_run(app.store, run_id)
-    report = replay_history(run_id, view.history)
+    report = replay_history(run_id, view.history, gate_for)
     if as_json:
         click.echo(json_text(replay_json(run_id, report)))
     else:

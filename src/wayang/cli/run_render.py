@@ -17,6 +17,7 @@ from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, RunStatus, StepState, StepStatus
 from wayang.errors import WayangError
 from wayang.model.durations import format_duration
+from wayang.policy import gate_for
 from wayang.runtime.operations import RunView
 from wayang.store.port import DeadLetter, LogLine, RunRecord
 
@@ -71,7 +72,7 @@ def step_order(state: RunState) -> list[str]:
     """The run's steps in plan order (the definition is pinned in its first event)."""
     if state.started is not None:
         try:
-            return list(RunPlan.from_started(state.started).order)
+            return list(RunPlan.from_started(state.started, gate_for).order)
         except WayangError:  # a definition this version no longer reads: show what happened
             pass
     return list(state.steps)
@@ -268,7 +269,7 @@ def print_status(console: Console, view: RunView) -> None:
 def _attempt_limits(state: RunState) -> dict[str, int | None]:
     if state.started is not None:
         try:
-            plan = RunPlan.from_started(state.started)
+            plan = RunPlan.from_started(state.started, gate_for)
         except WayangError:
             pass
         else:

@@ -29,6 +29,7 @@ from wayang.errors import UsageError, WayangError
 from wayang.ids import new_run_id
 from wayang.model.durations import parse_duration
 from wayang.model.spec import Workflow
+from wayang.policy import gate_for
 from wayang.requirements import missing_requirements
 from wayang.runtime.engine import Engine
 from wayang.runtime.operations import RunRequest, load_run, prepare_retry, prepare_run
@@ -90,7 +91,7 @@ def run(
 def drive_handover(cli: CliContext) -> None:
     """Create and drive the run handed over on stdin (what 'run --detach' starts)."""
     run_id, started, reuse = read_handover(sys.stdin.read())
-    plan = RunPlan.from_started(started)
+    plan = RunPlan.from_started(started, gate_for)
 
     async def begin(engine: Engine) -> asyncio.Future[RunState]:
         return engine.start(plan, started, run_id, reuse=reuse)
@@ -117,7 +118,7 @@ def resume(cli: CliContext, run_id: str, as_json: bool) -> None:
         if state.finished or state.started is None:
             _report_finished(cli, state, as_json)
             exit_with(exit_code(state.status))
-        plan = RunPlan.from_started(state.started)
+        plan = RunPlan.from_started(state.started, gate_for)
         check_requirements(plan.workflow, state.started.env_overrides)
 
         async def begin(engine: Engine) -> asyncio.Future[RunState]:

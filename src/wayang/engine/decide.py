@@ -9,30 +9,37 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from wayang.engine import events as ev
+from wayang.engine._base import StepsView
+from wayang.engine.flow import FlowMixin
 from wayang.engine.messages import (
     CancelRun,
     CancelTimer,
+    ChildFinished,
     DeadLetter,
     Decision,
     DispatchTask,
     Input,
+    Signal,
     StartTimer,
     StopTask,
     TaskFinished,
     TimerFired,
+    TopicMessage,
     Wake,
 )
 from wayang.engine.runplan import RunPlan
-from wayang.engine.state import ACTIVE_STEP, TERMINAL_STEP, RunState, StepState, StepStatus
+from wayang.engine.saga import SagaMixin
+from wayang.engine.state import ACTIVE_STEP, TERMINAL_STEP, RunState, StepStatus
+from wayang.engine.waits import WaitsMixin, waits
 from wayang.errors import DefinitionError, ExpressionError
 from wayang.model.expr import evaluate_condition
 from wayang.model.plan import PlannedStep, ResolvedStep, RetryPolicy, resolve_at_runtime
 
-EXECUTABLE_KINDS = frozenset({"task", "noop"})
+NOT_EXECUTED = {"agent": "agent steps run on the inference plane, which this version lacks"}
 
 
 def start_run(
@@ -70,9 +77,6 @@ def decide(run: RunPlan, state: RunState, message: Input, now: float) -> Decisio
     return decider.decision
 
 
-_SETTLING = (ev.StepSucceeded, ev.StepReused, ev.StepFailed, ev.StepSkipped, ev.StepCancelled)
-
-
 def retry_delay(policy: RetryPolicy, attempt: int, seed: str) -> float:
     """Back-off before the attempt after ``attempt``; jitter is derived from ``seed`` (pure)."""
     base = policy.delay_s * (2 ** (attempt - 1) if policy.backoff == "exponential" else 1)
@@ -83,47 +87,7 @@ def retry_delay(policy: RetryPolicy, attempt: int, seed: str) -> float:
     return max(0.0, min(delay, policy.max_delay_s))
 
 
-class _StepsView(Mapping[str, Any]):
-    """``steps`` as expressions see it, built lazily so dispatch stays O(what is read)."""
-
-    def __init__(self, steps: dict[str, StepState]) -> None:
-        self._steps = steps
-
-    def __getitem__(self, key: str) -> Any:
-        return self._steps[key].snapshot()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._steps)
-
-    def __len__(self) -> int:
-        return len(self._steps)
-
-
-class _Decider:
-    def __init__(self, run: RunPlan, state: RunState, now: float) -> None:
-        self.run = run
-        self.state = state
-        self.now = now
-        self.decision = Decision()
-        self.commands = self.decision.commands
-        # Positions (in run.order) of steps to look at when scheduling; see _schedule_ready.
-        self._candidates: list[int] = []
-        self._queued: set[int] = set()
-
-    def emit(self, event: ev.Event) -> None:
-        self.state.apply(event)
-        self.decision.events.append(event)
-        if isinstance(event, _SETTLING) and (not isinstance(event, ev.StepFailed) or event.final):
-            self._consider(self.run.dependents[event.step_id])
-
-    def _consider(self, step_ids: Iterable[str]) -> None:
-        index, queued = self.run.index, self._queued
-        for step_id in step_ids:
-            position = index[step_id]
-            if position not in queued:
-                queued.add(position)
-                heapq.heappush(self._candidates, position)
-
+class _Decider(FlowMixin, WaitsMixin, SagaMixin):
     # --- inputs ---------------------------------------------------------------------------
 
     def handle(self, message: Input) -> None:
@@ -133,8 +97,18 @@ class _Decider:
             self._timer_fired(message)
         elif isinstance(message, CancelRun):
             self._cancel(message.reason)
+        elif isinstance(message, Signal):
+            self.on_signal(message)
+        elif isinstance(message, TopicMessage):
+            self.on_message(message)
+        elif isinstance(message, ChildFinished):
+            self.on_child_finished(message)
         elif not isinstance(message, Wake):
             raise TypeError(f"not an engine input: {message!r}")
+
+    def _stopping_steps(self) -> bool:
+        """Whether attempts are being stopped: a cancel, but never during compensation."""
+        return self.state.cancel_requested and not self.state.compensating
 
     def _task_finished(self, done: TaskFinished) -> None:
         step = self.state.steps.get(done.step_id)
@@ -147,7 +121,7 @@ class _Decider:
                 done.step_id, done.attempt, done.outputs, done.duration_s, self.now
             )
             self.emit(event)
-        elif self.state.cancel_requested:
+        elif self._stopping_steps():
             self.emit(ev.StepCancelled(done.step_id, done.attempt, self.now))
         else:
             self._attempt_failed(done)
@@ -156,7 +130,8 @@ class _Decider:
         planned = self.run.steps[done.step_id]
         policy = planned.retry
         error = done.error or done.status
-        final = done.attempt >= policy.attempts or self.state.cancel_requested
+        tries = done.attempt - self.state.step(done.step_id).first_attempt + 1
+        final = tries >= policy.attempts or self._stopping_steps()
         timed_out = done.status == "timed_out"
         self.emit(
             ev.StepFailed(
@@ -172,27 +147,33 @@ class _Decider:
         )
         if final:
             payload = {"step_id": done.step_id, "attempt": done.attempt}
-            self.commands.append(DeadLetter(done.step_id, done.attempt, error, payload))
+            self.commands.append(DeadLetter(done.step_id, tries, error, payload))
             return
         seed = f"{self.state.run_id}/{done.step_id}/{done.attempt}"
-        delay = retry_delay(policy, done.attempt, seed)
+        delay = retry_delay(policy, tries, seed)
         due = self.now + delay
         self.emit(ev.StepRetrying(done.step_id, done.attempt + 1, delay, due, self.now))
         timer_id = f"{seed}/retry"
         self.commands.append(StartTimer(timer_id, due, "retry", done.step_id, done.attempt))
 
     def _timer_fired(self, fired: TimerFired) -> None:
+        if fired.kind == "sleep":
+            self.wait_timer_fired(fired)  # re-arms itself if it fired early
+            return
         self.commands.append(CancelTimer(fired.timer_id))
         if fired.kind == "run-timeout":
             timeout = self.state.started.timeout_s if self.state.started else None
             self._cancel(f"run timed out after {timeout}s", failed=True)
             return
+        if fired.kind == "wait-timeout":
+            self.wait_timer_fired(fired)
+            return
         step = self.state.steps.get(fired.step_id or "")
         if step is None or step.status is not StepStatus.RETRYING or step.attempt != fired.attempt:
             return
-        if self.state.cancel_requested:
+        if self._stopping_steps():
             return
-        self._dispatch(self.run.steps[fired.step_id or ""], fired.attempt + 1)
+        self.dispatch(self.run.steps[fired.step_id or ""], fired.attempt + 1)
 
     def _cancel(self, reason: str, failed: bool = False) -> None:
         if self.state.cancel_requested:
@@ -204,33 +185,43 @@ class _Decider:
             elif step.status is StepStatus.RETRYING:
                 timer = f"{self.state.run_id}/{step_id}/{step.attempt}/retry"
                 self.commands.append(CancelTimer(timer))
+        self.abandon_waits()
 
     # --- scheduling -------------------------------------------------------------------------
 
     def advance(self) -> None:
-        """Schedule what is ready; finish the run when nothing is left to do."""
+        """Schedule what is ready; compensate and finish the run when nothing is left to do."""
         stopping = self.state.cancel_requested or self._failing()
         if not stopping:
             self._schedule_ready()
             stopping = self._failing()
+        if stopping and not self.state.compensating:
+            self.abandon_waits()
         # A stopping run waits for running attempts, but not for back-offs: those never resume.
-        waiting = self.state.count(*ACTIVE_STEP)
+        busy = self.state.count(*ACTIVE_STEP, StepStatus.WAITING)
         if not stopping:
-            waiting += self.state.count(StepStatus.RETRYING)
-        if not waiting:
-            self._finish(stopping)
+            busy += self.state.count(StepStatus.RETRYING)
+        if busy and not self.state.compensating:
+            return
+        if stopping and self.compensate():
+            return
+        self._finish(stopping)
 
     def _failing(self) -> bool:
+        if self.state.fail_reason:
+            return True
         steps = self.run.steps
         return any(not steps[step_id].continue_on_error for step_id in self.state.failed)
 
     def _schedule_ready(self) -> None:
-        """Settle or dispatch, in dependency order, every pending step whose needs are done.
+        """Settle or dispatch, in dependency order, every pending step that is ready.
 
         Only candidates are looked at: the dependents of steps settled in this decision, plus
         the steps the parallel limit held back last time (``state.ready_hint``). A state fresh
         from a fold has no hint, so every step is a candidate once. Both ways see the same
         ready steps in the same order, so a recovered run decides as the original would have.
+        Loop transitions of settled steps are taken first, so a loop's next visit resets its
+        steps before anything downstream of them is judged.
         """
         hint = self.state.ready_hint
         order = self.run.order
@@ -238,94 +229,112 @@ class _Decider:
         limit = self._parallel_limit()
         active = self.state.count(*ACTIVE_STEP)
         candidates = self._candidates
-        while candidates:
+        while True:
+            if self._settled:
+                self.take_loops()
+                if self._failing():
+                    break
+                continue
+            if not candidates:
+                break
             position = heapq.heappop(candidates)
+            self._queued.discard(position)
             planned = self.run.steps[order[position]]
-            if self.state.step(planned.id).status is not StepStatus.PENDING:
-                continue
-            if planned.compensation_only or not self._ready(planned):
-                continue
-            if self._settle_without_running(planned):
+            if not self._needs_worker(planned):
                 continue
             if limit and active >= limit:
                 heapq.heappush(candidates, position)
                 self.state.ready_hint = [order[p] for p in sorted(candidates)]
                 return
-            if self._dispatch(planned, 1):
+            if self.dispatch(planned, self.next_attempt(planned.id)):
                 active += 1
         self.state.ready_hint = []
+
+    def _needs_worker(self, planned: PlannedStep) -> bool:
+        """Settle a candidate if it can be settled here; True if it is ready for a worker."""
+        if self.state.step(planned.id).status is not StepStatus.PENDING:
+            return False
+        if planned.compensation_only:
+            return False
+        readiness = self.readiness(planned)
+        if readiness.verdict == "wait":
+            return False
+        self.record_denials(readiness)
+        if readiness.verdict == "skip":
+            self.emit(ev.StepSkipped(planned.id, readiness.reason, self.now))
+            return False
+        if readiness.verdict == "fail":
+            self.fail_without_running(planned, readiness.reason)
+            return False
+        return not self._settle_without_running(planned)
 
     def _parallel_limit(self) -> int:
         return self.state.started.parallel if self.state.started else 0
 
-    def _ready(self, planned: PlannedStep) -> bool:
-        return all(self.state.step(n).status in TERMINAL_STEP for n in planned.needs)
-
     def _settle_without_running(self, planned: PlannedStep) -> bool:
-        """Skip, fail or complete a step that needs no worker; True if it was settled."""
-        blocked = self._blocked_by(planned)
-        if blocked is not None:
-            self.emit(ev.StepSkipped(planned.id, blocked, self.now))
-            return True
-        if planned.kind not in EXECUTABLE_KINDS:
-            error = f"{planned.kind} steps are not executed by this version of Wayang yet"
-            self._fail_without_running(planned, error)
+        """Skip, fail, complete or park a step that needs no worker; True if it was settled."""
+        if planned.kind in NOT_EXECUTED:
+            self.fail_without_running(planned, NOT_EXECUTED[planned.kind])
             return True
         try:
             go = planned.when is None or self._condition(planned)
         except ExpressionError as exc:
-            self._fail_without_running(planned, f"when: {exc.message}")
+            self.fail_without_running(planned, f"when: {exc.message}")
             return True
         if not go:
             self.emit(ev.StepSkipped(planned.id, f"condition is false: {planned.when}", self.now))
             return True
-        if planned.kind == "noop":
-            self.emit(ev.StepScheduled(planned.id, 1, "", "", self.now))
-            self.emit(ev.StepSucceeded(planned.id, 1, {}, 0.0, self.now))
-            return True
-        return False
+        if planned.kind == "task":
+            return False
+        return self._start_other(planned)
 
-    def _blocked_by(self, planned: PlannedStep) -> str | None:
-        for need in planned.needs:
-            status = self.state.step(need).status
-            if status in (StepStatus.SKIPPED, StepStatus.CANCELLED):
-                return f"needs '{need}', which was {status.value}"
-            if status is StepStatus.FAILED and not self.run.steps[need].continue_on_error:
-                return f"needs '{need}', which failed"
-        return None
+    def _start_other(self, planned: PlannedStep) -> bool:
+        """Start a step that is not a task: policy first, then by kind. Always settles it."""
+        verdict = self.ask("execute", planned.id)
+        if not verdict.allowed:
+            self.fail_without_running(planned, _denial(verdict.rule, verdict.reason))
+            return True
+        spec = self.run.workflow.steps.get(planned.id)
+        if planned.kind == "decision":
+            self.decide_branch(planned)
+        elif waits(planned, spec):
+            try:
+                inputs = self._resolve(planned, self.next_attempt(planned.id)).inputs
+            except (ExpressionError, DefinitionError) as exc:
+                self.fail_without_running(planned, f"cannot render the step: {exc}")
+                return True
+            self.begin_wait(planned, inputs)
+        else:
+            self.succeed_without_running(planned, {})
+        return True
 
     def _condition(self, planned: PlannedStep) -> bool:
         spec = self.run.workflow.steps[planned.id]
         assert spec.when is not None
-        return evaluate_condition(spec.when, self._scope(1))
+        return evaluate_condition(spec.when, self.scope(1))
 
-    def _scope(self, attempt: int) -> dict[str, Any]:
-        started = self.state.started
-        return {
-            "params": started.params if started else {},
-            "env": {
-                **(started.env if started else {}),
-                **(started.env_overrides if started else {}),
-            },
-            "steps": _StepsView(self.state.steps),
-            "run": self._run_info(attempt),
-        }
-
-    def _run_info(self, attempt: int) -> dict[str, Any]:
-        return {"id": self.state.run_id, "workflow": self.run.workflow.id, "attempt": attempt}
-
-    def _fail_without_running(self, planned: PlannedStep, error: str) -> None:
-        self.emit(ev.StepScheduled(planned.id, 1, "", "", self.now))
-        self.emit(ev.StepFailed(planned.id, 1, error, None, 0.0, True, self.now))
-
-    def _dispatch(self, planned: PlannedStep, attempt: int) -> bool:
+    def dispatch(self, planned: PlannedStep, attempt: int) -> bool:
+        if planned.kind != "task":  # a compensation step of another kind
+            self._start_other(planned)
+            return self.state.step(planned.id).status not in TERMINAL_STEP
         try:
             resolved = self._resolve(planned, attempt)
         except (ExpressionError, DefinitionError) as exc:
-            self._fail_without_running(planned, f"cannot render the step: {exc}")
+            self.fail_without_running(planned, f"cannot render the step: {exc}")
             return False
+        if self.state.step(planned.id).status is StepStatus.PENDING:
+            verdict = self.ask(
+                "execute",
+                planned.id,
+                scope={"inputs": resolved.inputs},
+                command=resolved.command,
+                env_keys=tuple(resolved.env),
+            )
+            if not verdict.allowed:
+                self.fail_without_running(planned, _denial(verdict.rule, verdict.reason))
+                return False
         task_id = f"{self.state.run_id}/{planned.id}/{attempt}"
-        key = f"{self.state.run_id}/{planned.id}"
+        key = self.key(planned.id)
         payload = {
             "command": resolved.command,
             "uses": resolved.uses,
@@ -340,19 +349,24 @@ class _Decider:
         return True
 
     def _resolve(self, planned: PlannedStep, attempt: int) -> ResolvedStep:
-        """The step's command, inputs and env: as planned, unless they read ``steps``/``run``."""
-        if not planned.deferred:
+        """The step's command, inputs and env: as planned, unless they read ``steps``/``run``
+        or a transition maps outputs into its inputs."""
+        mapped = self.mapped_inputs(planned) if planned.id in self.run.inbound else {}
+        if not planned.deferred and not mapped:
             return ResolvedStep(planned.command, planned.uses, planned.inputs, planned.env)
         started = self.state.started
         assert started is not None
+        if planned.id not in self.run.workflow.steps:  # a transition's event wait
+            return ResolvedStep(None, None, {}, {})
         return resolve_at_runtime(
             self.run.workflow,
             planned.id,
             started.params,
             environ=started.env,
             env_overrides=started.env_overrides,
-            steps=_StepsView(self.state.steps),
-            run=self._run_info(attempt),
+            steps=StepsView(self.state.steps),
+            run=self.run_info(attempt),
+            inputs=mapped,
         )
 
     # --- the end ----------------------------------------------------------------------------
@@ -369,11 +383,35 @@ class _Decider:
                 self.emit(ev.StepCancelled(step_id, step.attempt, self.now))
             else:
                 self.emit(ev.StepSkipped(step_id, "the run stopped before this step", self.now))
+        outputs: dict[str, Any] = {}
         if not stopping:
-            self.emit(ev.RunSucceeded(self.now))
-        elif cancelled:
-            self.emit(ev.RunCancelled(self.state.reason or "cancelled", self.now))
-        else:
-            failed = [s for s in self.run.order if self.state.step(s).status is StepStatus.FAILED]
-            reason = self.state.reason if self.state.cancel_requested else "a step failed"
-            self.emit(ev.RunFailed(reason or "a step failed", failed, self.now))
+            try:
+                outputs = self._outputs()
+            except ExpressionError as exc:
+                stopping, self.state.fail_reason = True, f"outputs: {exc.message}"
+        if not stopping:
+            self.emit(ev.RunSucceeded(self.now, outputs))
+            return
+        undo = self.state.compensation_failed
+        after = f"; compensation failed: {', '.join(undo)}" if undo else ""
+        if cancelled:
+            self.emit(ev.RunCancelled((self.state.reason or "cancelled") + after, self.now))
+            return
+        failed = [s for s in self.run.order if self.state.step(s).status is StepStatus.FAILED]
+        reason = self.state.fail_reason or (
+            self.state.reason if self.state.cancel_requested else None
+        )
+        self.emit(ev.RunFailed((reason or "a step failed") + after, failed, self.now))
+
+    def _outputs(self) -> dict[str, Any]:
+        """The workflow's ``[outputs]``, rendered from the finished run."""
+        scope = self.scope()
+        rendered: dict[str, Any] = {}
+        for name, template in self.run.workflow.outputs.items():
+            single = len(template.parts) == 1 and not isinstance(template.parts[0], str)
+            rendered[name] = template.parts[0].evaluate(scope) if single else template.render(scope)  # type: ignore[union-attr]
+        return rendered
+
+
+def _denial(rule: str, reason: str) -> str:
+    return f"denied by policy rule '{rule}': {reason}" if rule else f"denied by policy: {reason}"

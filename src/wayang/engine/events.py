@@ -48,6 +48,11 @@ class RunStarted(Event):
     parallel: int = 0
     cwd: str = ""  # the run's workspace: where steps that inherit it run
     retry_of: str = ""  # the run this one retries, reusing its succeeded steps' outputs
+    actor: str = ""  # who started the run (for "no self-approval" and audit)
+    policy_source: str = ""  # the project's policy file, pinned like the definition
+    policy_filename: str = ""
+    parent: str = ""  # "<run_id>/<step_id>" when a subworkflow step started this run
+    actor_roles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,7 @@ class RunCancelRequested(Event):
 class RunSucceeded(Event):
     TYPE: ClassVar[str] = "RunSucceeded"
     at: float
+    outputs: dict[str, Any] = field(default_factory=dict)  # the workflow's [outputs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,317 @@ class RunFailed(Event):
 class RunCancelled(Event):
     TYPE: ClassVar[str] = "RunCancelled"
     reason: str
+    at: float
+
+
+# --- flow: decisions, loops, policy ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionMade(Event):
+    """A decision chose ``chosen``: case ``case`` held (-1 for the default)."""
+
+    TYPE: ClassVar[str] = "DecisionMade"
+    step_id: str
+    chosen: str
+    case: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VisitStarted(Event):
+    """A loop's transition ``via`` → ``step_id`` was taken: ``reset`` steps run again."""
+
+    TYPE: ClassVar[str] = "VisitStarted"
+    step_id: str
+    visit: int
+    via: str
+    reset: list[str]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VisitLimitReached(Event):
+    TYPE: ClassVar[str] = "VisitLimitReached"
+    step_id: str
+    visits: int
+    limit: int
+    via: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDenied(Event):
+    """A policy rule denied ``action`` on ``step_id``; ``rule`` decided and ``reason`` says why."""
+
+    TYPE: ClassVar[str] = "PolicyDenied"
+    step_id: str
+    action: str
+    rule: str
+    reason: str
+    actor: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAllowed(Event):
+    """Rules applied to ``action`` on ``step_id`` and allowed it (recorded for the audit)."""
+
+    TYPE: ClassVar[str] = "PolicyAllowed"
+    step_id: str
+    action: str
+    rules: list[str]
+    actor: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRejected(Event):
+    """A vote, offer or completion that could not apply; nothing else changed."""
+
+    TYPE: ClassVar[str] = "SignalRejected"
+    signal: int
+    step_id: str
+    kind: str
+    actor: str
+    reason: str
+    at: float
+    rule: str = ""
+    roles: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# --- waits: approvals, negotiations, events, timers, external work, sub-workflows ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested(Event):
+    TYPE: ClassVar[str] = "ApprovalRequested"
+    step_id: str
+    assignees: list[str]
+    quorum: int
+    prompt: str
+    required_fields: list[str]
+    due_at: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalVoted(Event):
+    """One assignee's vote, with everything the audit needs: who, as what, when, why."""
+
+    TYPE: ClassVar[str] = "ApprovalVoted"
+    step_id: str
+    signal: int
+    actor: str
+    roles: list[str]
+    vote: str
+    comment: str
+    fields: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalEscalated(Event):
+    TYPE: ClassVar[str] = "ApprovalEscalated"
+    step_id: str
+    assignees: list[str]
+    due_at: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGranted(Event):
+    TYPE: ClassVar[str] = "ApprovalGranted"
+    step_id: str
+    approvers: list[str]
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRejected(Event):
+    TYPE: ClassVar[str] = "ApprovalRejected"
+    step_id: str
+    actor: str
+    comment: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationStarted(Event):
+    TYPE: ClassVar[str] = "NegotiationStarted"
+    step_id: str
+    parties: list[str]
+    terms: dict[str, Any]
+    max_rounds: int
+    prompt: str
+    due_at: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OfferMade(Event):
+    TYPE: ClassVar[str] = "OfferMade"
+    step_id: str
+    signal: int
+    actor: str
+    party: str
+    terms: dict[str, Any]
+    round: int
+    comment: str
+    at: float
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterOffered(Event):
+    TYPE: ClassVar[str] = "CounterOffered"
+    step_id: str
+    signal: int
+    actor: str
+    party: str
+    terms: dict[str, Any]
+    round: int
+    comment: str
+    at: float
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementReached(Event):
+    TYPE: ClassVar[str] = "AgreementReached"
+    step_id: str
+    signal: int
+    actor: str
+    party: str
+    terms: dict[str, Any]
+    round: int
+    at: float
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationFailed(Event):
+    TYPE: ClassVar[str] = "NegotiationFailed"
+    step_id: str
+    reason: str
+    actor: str
+    at: float
+    signal: int = 0
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EventWaitStarted(Event):
+    TYPE: ClassVar[str] = "EventWaitStarted"
+    step_id: str
+    topic: str
+    correlate: str
+    due_at: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventReceived(Event):
+    TYPE: ClassVar[str] = "EventReceived"
+    step_id: str
+    topic: str
+    seq: int
+    data: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerStarted(Event):
+    TYPE: ClassVar[str] = "TimerStarted"
+    step_id: str
+    due_at: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimerFired(Event):
+    """A timer step came due (``TimerFired`` in the history)."""
+
+    TYPE: ClassVar[str] = "TimerFired"
+    step_id: str
+    due_at: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequested(Event):
+    """An external noop step waits for ``wayang complete``."""
+
+    TYPE: ClassVar[str] = "CompletionRequested"
+    step_id: str
+    due_at: float | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepCompleted(Event):
+    """Someone recorded an external step's outputs (``wayang complete``)."""
+
+    TYPE: ClassVar[str] = "StepCompleted"
+    step_id: str
+    signal: int
+    actor: str
+    outputs: dict[str, Any]
+    at: float
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTimedOut(Event):
+    TYPE: ClassVar[str] = "WaitTimedOut"
+    step_id: str
+    waited_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SubworkflowStarted(Event):
+    TYPE: ClassVar[str] = "SubworkflowStarted"
+    step_id: str
+    child_run_id: str
+    workflow: str
+    params: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SubworkflowFinished(Event):
+    TYPE: ClassVar[str] = "SubworkflowFinished"
+    step_id: str
+    child_run_id: str
+    status: str
+    outputs: dict[str, Any]
+    error: str
+    at: float
+
+
+# --- compensation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationStarted(Event):
+    """The run failed or was cancelled: ``steps`` undo ``undoing``, in this order."""
+
+    TYPE: ClassVar[str] = "CompensationStarted"
+    reason: str
+    steps: list[str]
+    undoing: list[str]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationFinished(Event):
+    TYPE: ClassVar[str] = "CompensationFinished"
+    compensated: list[str]
+    failed: list[str]
     at: float
 
 
@@ -175,6 +492,33 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunSucceeded,
         RunFailed,
         RunCancelled,
+        DecisionMade,
+        VisitStarted,
+        VisitLimitReached,
+        PolicyDenied,
+        PolicyAllowed,
+        SignalRejected,
+        ApprovalRequested,
+        ApprovalVoted,
+        ApprovalEscalated,
+        ApprovalGranted,
+        ApprovalRejected,
+        NegotiationStarted,
+        OfferMade,
+        CounterOffered,
+        AgreementReached,
+        NegotiationFailed,
+        EventWaitStarted,
+        EventReceived,
+        TimerStarted,
+        StepTimerFired,
+        CompletionRequested,
+        StepCompleted,
+        WaitTimedOut,
+        SubworkflowStarted,
+        SubworkflowFinished,
+        CompensationStarted,
+        CompensationFinished,
     )
 }
 

@@ -26,7 +26,8 @@ class TaskFinished:
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
-    """A durable timer came due: ``kind`` is ``retry`` or ``run-timeout``."""
+    """A durable timer came due: ``kind`` is ``retry``, ``run-timeout``, ``wait-timeout``
+    (an approval, negotiation, event or external step waited too long) or ``sleep``."""
 
     timer_id: str
     kind: str
@@ -46,7 +47,43 @@ class Wake:
     """Look again: after a restart, to schedule whatever is ready."""
 
 
-Input = TaskFinished | TimerFired | CancelRun | Wake
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A person's (or system's) input to a waiting step, from the store's signal inbox.
+
+    ``kind``: approve, reject (approvals); offer, accept, decline (negotiations); complete
+    (external steps). ``data`` holds ``comment``, ``fields``, ``terms`` or ``outputs``.
+    """
+
+    seq: int
+    step_id: str
+    kind: str
+    actor: str
+    roles: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """A message published on a topic, offered to the run's event waits in ``seq`` order."""
+
+    seq: int
+    topic: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFinished:
+    """The run a subworkflow step started has ended."""
+
+    step_id: str
+    child_run_id: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+Input = TaskFinished | TimerFired | CancelRun | Wake | Signal | TopicMessage | ChildFinished
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -97,7 +134,41 @@ class DeadLetter:
     payload: dict[str, Any]
 
 
-Command = DispatchTask | StartTimer | CancelTimer | StopTask | DeadLetter
+@dataclass(frozen=True, slots=True)
+class AnswerSignal:
+    """Mark a signal handled (in the same transaction as the events it caused)."""
+
+    seq: int
+    status: str  # accepted | rejected
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartChildRun:
+    """Start (or, after a restart, find) the run of a subworkflow step."""
+
+    child_run_id: str
+    step_id: str
+    workflow: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChildRun:
+    child_run_id: str
+    reason: str
+
+
+Command = (
+    DispatchTask
+    | StartTimer
+    | CancelTimer
+    | StopTask
+    | DeadLetter
+    | AnswerSignal
+    | StartChildRun
+    | CancelChildRun
+)
 
 
 @dataclass

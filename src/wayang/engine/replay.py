@@ -15,9 +15,17 @@ from dataclasses import dataclass
 
 from wayang.engine import events as ev
 from wayang.engine.decide import decide, start_run
-from wayang.engine.messages import CancelRun, Input, TaskFinished, TimerFired
-from wayang.engine.runplan import RunPlan
-from wayang.engine.state import RunState
+from wayang.engine.messages import (
+    CancelRun,
+    ChildFinished,
+    Input,
+    Signal,
+    TaskFinished,
+    TimerFired,
+    TopicMessage,
+)
+from wayang.engine.runplan import GateFactory, RunPlan
+from wayang.engine.state import RunState, StepStatus
 
 
 @dataclass(frozen=True)
@@ -38,14 +46,19 @@ class ReplayReport:
     divergence: Divergence | None
 
 
-def replay(run_id: str, history: Sequence[ev.Event]) -> ReplayReport:
-    """Replay ``history``; the report's ``divergence`` is None when it reproduces exactly."""
+def replay(
+    run_id: str, history: Sequence[ev.Event], gates: GateFactory | None = None
+) -> ReplayReport:
+    """Replay ``history``; the report's ``divergence`` is None when it reproduces exactly.
+
+    ``gates`` builds the run's policy gate (``wayang.policy.gate_for``) when it has a policy.
+    """
     state = RunState(run_id)
     if not history or not isinstance(history[0], ev.RunStarted):
         first = history[0] if history else None
         return ReplayReport(0, 0, state, Divergence(1, first, None, "no RunStarted first"))
     started = history[0]
-    plan = RunPlan.from_started(started)
+    plan = RunPlan.from_started(started, gates)
     reuse = {e.step_id: e.outputs for e in history if isinstance(e, ev.StepReused)}
     produced = start_run(plan, state, started, reuse).events
     position, decisions = 0, 1
@@ -101,7 +114,8 @@ def _input_for(history: Sequence[ev.Event], position: int, state: RunState) -> I
         if event.as_failure:
             return TimerFired(f"{state.run_id}/run-timeout", "run-timeout")
         return CancelRun(event.reason)
-    if isinstance(event, ev.StepScheduled) and event.attempt > 1:
+    retrying = state.step(getattr(event, "step_id", "")).status is StepStatus.RETRYING
+    if isinstance(event, ev.StepScheduled) and event.attempt > 1 and retrying:
         timer = f"{state.run_id}/{event.step_id}/{event.attempt - 1}/retry"
         return TimerFired(timer, "retry", event.step_id, event.attempt - 1)
     if isinstance(event, ev.StepStarted):
@@ -109,6 +123,52 @@ def _input_for(history: Sequence[ev.Event], position: int, state: RunState) -> I
         return _finished(event, outcome)
     if isinstance(event, ev.StepSucceeded | ev.StepFailed | ev.StepCancelled):
         return _finished(None, event)
+    return _wait_input(event, state)
+
+
+def _wait_input(event: ev.Event, state: RunState) -> Input | None:
+    """The input that a waiting step's events answer: a signal, a message, a timer, a child."""
+    signal = _signal_input(event)
+    if signal is not None:
+        return signal
+    if isinstance(event, ev.EventReceived):
+        return TopicMessage(event.seq, event.topic, event.data)
+    if isinstance(event, ev.StepTimerFired | ev.WaitTimedOut):
+        step = state.step(event.step_id)
+        kind = "sleep" if isinstance(event, ev.StepTimerFired) else "wait-timeout"
+        return TimerFired(
+            f"{state.run_id}/{event.step_id}/replay", kind, event.step_id, step.attempt
+        )
+    if isinstance(event, ev.SubworkflowFinished):
+        return ChildFinished(
+            event.step_id, event.child_run_id, event.status, event.outputs, event.error
+        )
+    return None
+
+
+def _signal_input(event: ev.Event) -> Signal | None:  # noqa: PLR0911 - one return per event type
+    if isinstance(event, ev.ApprovalVoted):
+        data = {"comment": event.comment, "fields": event.fields}
+        return Signal(
+            event.signal, event.step_id, event.vote, event.actor, tuple(event.roles), data
+        )
+    if isinstance(event, ev.SignalRejected):
+        roles = tuple(event.roles)
+        return Signal(event.signal, event.step_id, event.kind, event.actor, roles, event.data)
+    if isinstance(event, ev.OfferMade | ev.CounterOffered):
+        data = {"terms": event.terms, "comment": event.comment}
+        return Signal(event.signal, event.step_id, "offer", event.actor, tuple(event.roles), data)
+    if isinstance(event, ev.AgreementReached):
+        return Signal(event.signal, event.step_id, "accept", event.actor, tuple(event.roles))
+    if isinstance(event, ev.NegotiationFailed) and event.signal:
+        comment = event.reason.partition(": ")[2]
+        data = {"comment": comment} if comment else {}
+        return Signal(event.signal, event.step_id, "decline", event.actor, tuple(event.roles), data)
+    if isinstance(event, ev.StepCompleted):
+        data = {"outputs": event.outputs}
+        return Signal(
+            event.signal, event.step_id, "complete", event.actor, tuple(event.roles), data
+        )
     return None
 
 

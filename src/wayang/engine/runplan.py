@@ -1,20 +1,47 @@
-"""The definition a run is pinned to, rebuilt from its ``RunStarted`` event."""
+"""The definition a run is pinned to, rebuilt from its ``RunStarted`` event.
+
+Besides the planned steps, a :class:`RunPlan` holds the flow the decider walks: each step's
+forward inbound edges (``needs``, decision branches, transitions), the loop edges leaving each
+step, the steps a loop runs again, what each waiting step waits for, and the policy gate.
+
+A transition with ``on`` (it waits for an event) becomes a step of its own, ``<from>~<to>``, of
+kind ``event``: it shows in the history and status like any wait, and the transition's ``when``
+and ``map`` read the event it received.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wayang.engine.events import RunStarted
+from wayang.engine.gate import AllowAll, PolicyGate
+from wayang.model.graph import Edge, StepGraph
 from wayang.model.loader import parse_workflow
-from wayang.model.plan import Plan, PlannedStep, plan_workflow
-from wayang.model.spec import Workflow
+from wayang.model.plan import Plan, PlannedStep, RetryPolicy, plan_workflow
+from wayang.model.spec import EventStep, Workflow
+from wayang.model.validate import build_graph
+
+GateFactory = Callable[[Workflow, RunStarted], PolicyGate]
+
+
+@dataclass(frozen=True, slots=True)
+class EventWait:
+    """What an event wait listens for: a topic, and a correlation expression (or None)."""
+
+    topic: str
+    correlate: Any
 
 
 @dataclass(frozen=True)
 class RunPlan:
     """A run's workflow spec and plan: steps by id, in dependency order.
 
-    ``index`` gives each step's position in ``order``; ``dependents`` the steps that need it.
+    ``index`` gives each step's position in ``order``; ``dependents`` the steps whose readiness
+    a step's end can change; ``inbound`` each step's forward edges in; ``loops`` the edges
+    leaving a step that start a new visit of their target; ``body`` the steps such a visit runs
+    again.
     """
 
     workflow: Workflow
@@ -23,22 +50,131 @@ class RunPlan:
     order: tuple[str, ...]
     index: dict[str, int] = field(default_factory=dict)
     dependents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    inbound: dict[str, tuple[Edge, ...]] = field(default_factory=dict)
+    loops: dict[str, tuple[Edge, ...]] = field(default_factory=dict)
+    body: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    events: dict[str, EventWait] = field(default_factory=dict)
+    gate: PolicyGate = field(default_factory=AllowAll)
 
     @classmethod
-    def build(cls, workflow: Workflow, started: RunStarted) -> RunPlan:
+    def build(
+        cls, workflow: Workflow, started: RunStarted, gates: GateFactory | None = None
+    ) -> RunPlan:
+        if gates is None and _has_policy(workflow, started):
+            raise ValueError("this run has a policy: build its plan with wayang.policy.plan_run")
         plan = plan_workflow(
             workflow, started.params, environ=started.env, env_overrides=started.env_overrides
         )
-        steps = {step.id: step for step in plan.steps}
-        dependents: dict[str, list[str]] = {step_id: [] for step_id in steps}
-        for step in plan.steps:
-            for need in step.needs:
-                dependents[need].append(step.id)
-        index = {step_id: position for position, step_id in enumerate(steps)}
-        frozen = {step_id: tuple(after) for step_id, after in dependents.items()}
-        return cls(workflow, plan, steps, tuple(steps), index, frozen)
+        flow = _Flow(workflow, plan)
+        gate = gates(workflow, started) if gates is not None else AllowAll()
+        return cls(
+            workflow,
+            plan,
+            flow.steps,
+            tuple(flow.order),
+            {step_id: position for position, step_id in enumerate(flow.order)},
+            {k: tuple(v) for k, v in flow.dependents.items()},
+            {k: tuple(v) for k, v in flow.inbound.items()},
+            {k: tuple(v) for k, v in flow.loops.items() if v},
+            {k: tuple(flow.graph.loop_body(k)) for k in flow.loop_targets},
+            flow.events,
+            gate,
+        )
 
     @classmethod
-    def from_started(cls, started: RunStarted) -> RunPlan:
+    def from_started(cls, started: RunStarted, gates: GateFactory | None = None) -> RunPlan:
         """Rebuild from the definition text pinned in the history (recovery, replay)."""
-        return cls.build(parse_workflow(started.source, started.filename), started)
+        return cls.build(parse_workflow(started.source, started.filename), started, gates)
+
+    def max_visits(self, step_id: str) -> int:
+        spec = self.workflow.steps.get(step_id)
+        own = spec.max_visits if spec is not None else None
+        return own if own is not None else self.workflow.defaults.max_visits
+
+
+def _has_policy(workflow: Workflow, started: RunStarted) -> bool:
+    policy = workflow.policy
+    return bool(
+        started.policy_source
+        or policy.rules
+        or policy.allowed_tools is not None
+        or policy.allowed_env is not None
+        or policy.engine
+    )
+
+
+class _Flow:
+    """Works out the flow of one plan: synthetic event steps, edges in, loops, order."""
+
+    def __init__(self, workflow: Workflow, plan: Plan) -> None:
+        self.steps: dict[str, PlannedStep] = {step.id: step for step in plan.steps}
+        self.events: dict[str, EventWait] = {
+            step_id: EventWait(spec.topic, spec.correlate)
+            for step_id, spec in workflow.steps.items()
+            if isinstance(spec, EventStep)
+        }
+        graph = build_graph(workflow)
+        edges: list[Edge] = []
+        back: set[tuple[str, str]] = set(graph.back)
+        order = list(self.steps)
+        for edge in _unique(graph.edges):
+            if edge.on is None:
+                edges.append(edge)
+                continue
+            waiter = self._event_step(edge)
+            order.insert(order.index(edge.before) + 1, waiter.id)
+            edges.append(Edge(edge.before, waiter.id, edge.path))
+            edges.append(Edge(waiter.id, edge.after, edge.path, edge.kind, edge.when, edge.map))
+            if (edge.before, edge.after) in back:
+                back.add((waiter.id, edge.after))
+        self.graph = StepGraph(order, edges)
+        self.graph.back = frozenset(back & {(e.before, e.after) for e in edges})
+        self.order = [s for s in self.graph.topological_order() if s in self.steps]
+        self.inbound: dict[str, list[Edge]] = {s: [] for s in self.order}
+        self.loops: dict[str, list[Edge]] = {s: [] for s in self.order}
+        self.dependents: dict[str, list[str]] = {s: [] for s in self.order}
+        for edge in edges:
+            if edge.before not in self.steps or edge.after not in self.steps:
+                continue
+            if self.graph.is_back(edge.before, edge.after):
+                self.loops[edge.before].append(edge)
+            else:
+                self.inbound[edge.after].append(edge)
+                if edge.after not in self.dependents[edge.before]:
+                    self.dependents[edge.before].append(edge.after)
+        self.loop_targets = {e.after for edges_out in self.loops.values() for e in edges_out}
+
+    def _event_step(self, edge: Edge) -> PlannedStep:
+        step_id = f"{edge.before}~{edge.after}"
+        correlate = getattr(edge.correlate, "source", None)
+        waiter = PlannedStep(
+            id=step_id,
+            kind="event",
+            name=f"{edge.before} → {edge.after} on {edge.on}",
+            needs=(edge.before,),
+            command=None,
+            uses=None,
+            inputs={},
+            env={},
+            deferred=(),
+            when=None,
+            workspace="inherit",
+            timeout_s=edge.timeout,
+            retry=RetryPolicy(),
+            continue_on_error=False,
+            compensate=None,
+            config={"topic": edge.on, "correlate": correlate},
+        )
+        self.steps[step_id] = waiter
+        self.events[step_id] = EventWait(edge.on or "", edge.correlate)
+        return waiter
+
+
+def _unique(edges: list[Edge]) -> list[Edge]:
+    """One edge per (before, after): ``needs`` written beside a branch is the same edge."""
+    seen: dict[tuple[str, str], Edge] = {}
+    for edge in edges:
+        key = (edge.before, edge.after)
+        if key not in seen or (seen[key].kind == "needs" and edge.kind != "needs"):
+            seen[key] = edge
+    return list(seen.values())

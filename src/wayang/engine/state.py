@@ -15,6 +15,7 @@ class StepStatus(StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"
     RETRYING = "retrying"
+    WAITING = "waiting"  # parked on a person, an event, a timer or a sub-workflow
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -33,6 +34,15 @@ TERMINAL_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 )
 ACTIVE_STEP = frozenset({StepStatus.SCHEDULED, StepStatus.RUNNING})
+# The waits each kind parks on, by the event that starts it.
+WAIT_KINDS = {
+    ev.ApprovalRequested: "approval",
+    ev.NegotiationStarted: "negotiation",
+    ev.EventWaitStarted: "event",
+    ev.TimerStarted: "timer",
+    ev.CompletionRequested: "complete",
+    ev.SubworkflowStarted: "subworkflow",
+}
 TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
@@ -49,10 +59,14 @@ class StepState:
     started_at: float | None = None
     finished_at: float | None = None
     duration_s: float = 0.0
+    visits: int = 0  # how many times the step has left 'pending' (loops bring it back)
+    first_attempt: int = 1  # the first attempt of the current visit (retries count from it)
+    via: str = ""  # the step whose loop transition started the current visit
+    wait: dict[str, Any] | None = None  # what a waiting step waits for, and what came so far
 
     def snapshot(self) -> dict[str, Any]:
         """What expressions see as ``steps.<id>``."""
-        return {"status": self.status.value, "outputs": self.outputs}
+        return {"status": self.status.value, "outputs": self.outputs, "visits": self.visits}
 
 
 @dataclass
@@ -76,6 +90,16 @@ class RunState:
     # The decider's memo of steps that were ready but not yet dispatched (the parallel limit);
     # None after a fold, which makes the next decision look at every step once.
     ready_hint: list[str] | None = field(default=None, compare=False, repr=False)
+    # Topic messages an event wait of this run has consumed (each matches one wait only).
+    consumed: set[int] = field(default_factory=set)
+    # Compensation (saga): the compensation steps still to run, in order, once started.
+    compensating: bool = False
+    compensation: list[str] = field(default_factory=list)
+    compensation_all: list[str] = field(default_factory=list)
+    compensation_done: bool = False
+    compensation_failed: list[str] = field(default_factory=list)
+    fail_reason: str | None = None  # why the run fails when it is not "a step failed"
+    outputs: dict[str, Any] = field(default_factory=dict)  # the workflow's [outputs], at the end
 
     def step(self, step_id: str) -> StepState:
         """Read a step's state; a step no event has touched yet is pending (and not stored)."""
@@ -126,12 +150,19 @@ def _run_started(state: RunState, event: ev.RunStarted) -> None:
 
 def _scheduled(state: RunState, event: ev.StepScheduled) -> None:
     step = state.entry(event.step_id)
+    if step.status is StepStatus.PENDING:
+        step.visits += 1
+        step.first_attempt = event.attempt
+        step.wait = None
+        if state.compensation[:1] == [event.step_id]:
+            state.compensation.pop(0)
     state.move(step, StepStatus.SCHEDULED)
     step.attempt, step.task_id = event.attempt, event.task_id
 
 
 def _reused(state: RunState, event: ev.StepReused) -> None:
     step = state.entry(event.step_id)
+    step.visits += 1
     state.move(step, StepStatus.SUCCEEDED)
     step.outputs, step.reason, step.finished_at = (
         event.outputs,
@@ -161,6 +192,8 @@ def _failed(state: RunState, event: ev.StepFailed) -> None:
         state.move(step, StepStatus.FAILED)
         step.finished_at = event.at
         state.failed.append(event.step_id)
+        if state.compensating:
+            state.compensation_failed.append(event.step_id)
     else:
         state.move(step, StepStatus.RETRYING)
 
@@ -187,8 +220,79 @@ def _cancel_requested(state: RunState, event: ev.RunCancelRequested) -> None:
     state.stop_as_failure = event.as_failure
 
 
+def _wait_started(state: RunState, event: Any) -> None:
+    step = state.entry(event.step_id)
+    state.move(step, StepStatus.WAITING)
+    if step.started_at is None:
+        step.started_at = event.at
+    data = {k: v for k, v in event.to_data().items() if k not in ("step_id", "at")}
+    step.wait = {"kind": WAIT_KINDS[type(event)], "since": event.at, **data}
+    if isinstance(event, ev.ApprovalRequested):
+        step.wait.update(approvals=[], voters=[], escalated=False)
+    elif isinstance(event, ev.NegotiationStarted):
+        step.wait.update(round=0, offer=None)
+
+
+def _voted(state: RunState, event: ev.ApprovalVoted) -> None:
+    wait = state.entry(event.step_id).wait
+    if wait is not None:
+        wait["voters"] = [*wait["voters"], event.actor]
+        if event.vote == "approve":
+            wait["approvals"] = [*wait["approvals"], event.actor]
+
+
+def _escalated(state: RunState, event: ev.ApprovalEscalated) -> None:
+    wait = state.entry(event.step_id).wait
+    if wait is not None:
+        wait.update(assignees=list(event.assignees), due_at=event.due_at, escalated=True)
+
+
+def _offered(state: RunState, event: ev.OfferMade | ev.CounterOffered) -> None:
+    wait = state.entry(event.step_id).wait
+    if wait is not None:
+        offer = {"actor": event.actor, "party": event.party, "terms": event.terms}
+        wait.update(round=event.round, offer=offer)
+
+
+def _received(state: RunState, event: ev.EventReceived) -> None:
+    state.consumed.add(event.seq)
+
+
+def _visit_started(state: RunState, event: ev.VisitStarted) -> None:
+    for step_id in event.reset:
+        step = state.entry(step_id)
+        if step.status is StepStatus.FAILED and step_id in state.failed:
+            state.failed.remove(step_id)
+        state.move(step, StepStatus.PENDING)
+        step.error, step.reason, step.wait = None, None, None
+    state.entry(event.step_id).via = event.via
+
+
+def _visit_limit(state: RunState, event: ev.VisitLimitReached) -> None:
+    state.failed.append(event.step_id)
+    state.fail_reason = (
+        f"step '{event.step_id}' reached its visit limit ({event.limit}, max_visits) "
+        f"when '{event.via}' led back to it; the loop did not end"
+    )
+
+
+def _compensation_started(state: RunState, event: ev.CompensationStarted) -> None:
+    state.compensating = True
+    state.compensation = list(event.steps)
+    state.compensation_all = list(event.steps)
+
+
+def _compensation_finished(state: RunState, event: ev.CompensationFinished) -> None:
+    state.compensating, state.compensation_done = False, True
+
+
+def _noted(state: RunState, event: ev.Event) -> None:
+    """Events that record what happened (audit) without changing what comes next."""
+
+
 def _run_succeeded(state: RunState, event: ev.RunSucceeded) -> None:
     state.status, state.finished_at = RunStatus.SUCCEEDED, event.at
+    state.outputs = event.outputs
 
 
 def _run_failed(state: RunState, event: ev.RunFailed) -> None:
@@ -213,4 +317,31 @@ _APPLY: dict[type[ev.Event], Any] = {
     ev.RunSucceeded: _run_succeeded,
     ev.RunFailed: _run_failed,
     ev.RunCancelled: _run_cancelled,
+    **dict.fromkeys(WAIT_KINDS, _wait_started),
+    ev.ApprovalVoted: _voted,
+    ev.ApprovalEscalated: _escalated,
+    ev.OfferMade: _offered,
+    ev.CounterOffered: _offered,
+    ev.EventReceived: _received,
+    ev.VisitStarted: _visit_started,
+    ev.VisitLimitReached: _visit_limit,
+    ev.CompensationStarted: _compensation_started,
+    ev.CompensationFinished: _compensation_finished,
+    **dict.fromkeys(
+        (
+            ev.DecisionMade,
+            ev.PolicyDenied,
+            ev.PolicyAllowed,
+            ev.SignalRejected,
+            ev.ApprovalGranted,
+            ev.ApprovalRejected,
+            ev.AgreementReached,
+            ev.NegotiationFailed,
+            ev.StepTimerFired,
+            ev.StepCompleted,
+            ev.WaitTimedOut,
+            ev.SubworkflowFinished,
+        ),
+        _noted,
+    ),
 }

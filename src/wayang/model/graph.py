@@ -1,21 +1,40 @@
-"""The step graph: edges from ``needs`` and decision branches, cycles, order, ancestry."""
+"""The step graph: edges from ``needs``, decision branches and transitions; loops, order, ancestry.
+
+Edges from ``needs`` never form a cycle. Transitions (``[[transitions]]``, ``next``) and decision
+branches may: a loop. Which edge of a loop goes *back* is fixed by a depth-first walk in the order
+steps are written, ``needs`` edges first; the back edges are left out of the order and of
+readiness, and taking one starts a new visit of its target (see the engine).
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from wayang.model.toml_positions import Path
+
+EDGE_KINDS = ("needs", "branch", "next", "transition")
 
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """``before`` must finish before ``after`` starts; ``path`` is where the edge is written."""
+    """``before`` must finish before ``after`` starts; ``path`` is where the edge is written.
+
+    ``kind`` is how it is written; ``when`` (an expression) and ``map`` (input ← output) belong
+    to transitions; ``on``/``correlate``/``timeout`` to a transition that waits for an event.
+    """
 
     before: str
     after: str
     path: Path
+    kind: str = "needs"
+    when: Any = None
+    map: dict[str, str] = field(default_factory=dict)
+    on: str | None = None
+    correlate: Any = None
+    timeout: float | None = None
 
 
 class StepGraph:
@@ -31,6 +50,62 @@ class StepGraph:
             if known and edge.before not in self.predecessors[edge.after]:
                 self.predecessors[edge.after].append(edge.before)
                 self.successors[edge.before].append(edge.after)
+        self.back: frozenset[tuple[str, str]] = self._back_edges()
+
+    def _back_edges(self) -> frozenset[tuple[str, str]]:
+        """The edges that close a loop, found by a DFS in definition order, ``needs`` first."""
+        firsts: dict[str, list[str]] = {s: [] for s in self.step_ids}
+        lasts: dict[str, list[str]] = {s: [] for s in self.step_ids}
+        for edge in self.edges:
+            if edge.before in firsts and edge.after in firsts:
+                bucket = firsts if edge.kind == "needs" else lasts
+                if edge.after not in bucket[edge.before]:
+                    bucket[edge.before].append(edge.after)
+        ordered = {s: firsts[s] + [a for a in lasts[s] if a not in firsts[s]] for s in firsts}
+        back: set[tuple[str, str]] = set()
+        state = dict.fromkeys(self.step_ids, 0)
+        for root in self.step_ids:
+            if state[root]:
+                continue
+            state[root] = 1
+            stack: list[tuple[str, int]] = [(root, 0)]
+            while stack:
+                node, index = stack[-1]
+                if index == len(ordered[node]):
+                    stack.pop()
+                    state[node] = 2
+                    continue
+                stack[-1] = (node, index + 1)
+                after = ordered[node][index]
+                if state[after] == 1:
+                    back.add((node, after))
+                elif state[after] == 0:
+                    state[after] = 1
+                    stack.append((after, 0))
+        return frozenset(back)
+
+    def is_back(self, before: str, after: str) -> bool:
+        """Whether ``before → after`` closes a loop (taking it starts ``after`` again)."""
+        return (before, after) in self.back
+
+    def forward_predecessors(self, step: str) -> list[str]:
+        return [p for p in self.predecessors[step] if (p, step) not in self.back]
+
+    def forward_successors(self, step: str) -> list[str]:
+        return [s for s in self.successors[step] if (step, s) not in self.back]
+
+    def loop_body(self, target: str) -> list[str]:
+        """Steps reachable from ``target`` without taking a back edge, ``target`` first."""
+        seen = {target}
+        order = [target]
+        queue = deque([target])
+        while queue:
+            for after in self.forward_successors(queue.popleft()):
+                if after not in seen:
+                    seen.add(after)
+                    order.append(after)
+                    queue.append(after)
+        return order
 
     def is_ancestor(self, candidate: str, step: str) -> bool:
         """Whether ``candidate`` always finishes before ``step`` starts."""
@@ -49,14 +124,14 @@ class StepGraph:
         return False
 
     def topological_order(self) -> list[str]:
-        """Steps in an order that respects every edge, ties broken by definition order."""
-        remaining = {s: len(p) for s, p in self.predecessors.items()}
+        """Steps in an order that respects every forward edge, ties broken by definition order."""
+        remaining = {s: len(self.forward_predecessors(s)) for s in self.step_ids}
         ready = deque(s for s in self.step_ids if remaining[s] == 0)
         order: list[str] = []
         while ready:
             step = ready.popleft()
             order.append(step)
-            for after in self.successors[step]:
+            for after in self.forward_successors(step):
                 remaining[after] -= 1
                 if remaining[after] == 0:
                     ready.append(after)

@@ -200,12 +200,18 @@ def resolve_at_runtime(
     env_overrides: Mapping[str, str],
     steps: Mapping[str, Any],
     run: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
 ) -> ResolvedStep:
-    """Render ``step_id`` with the run's values so far; ``ExpressionError`` if one fails."""
+    """Render ``step_id`` with the run's values so far; ``ExpressionError`` if one fails.
+
+    ``inputs`` (from transitions' ``map``) replace the step's own inputs of the same name
+    before anything that reads ``inputs.*`` is rendered.
+    """
     context = _Context(
         workflow, dict(params), {**environ, **env_overrides}, dict(env_overrides), final=True
     )
     context.runtime = {"steps": steps, "run": run}
+    context.given_inputs = dict(inputs or {})
     planned = context.plan_step(step_id, workflow.steps[step_id], ())
     return ResolvedStep(planned.command, planned.uses, planned.inputs, planned.env)
 
@@ -230,6 +236,7 @@ class _Context:
         self.overrides = overrides
         self.final = final
         self.runtime: dict[str, Any] = {}
+        self.given_inputs: dict[str, Any] = {}
         self.param_env = {f"WAYANG_PARAM_{k.upper()}": _stringify(v) for k, v in params.items()}
 
     def _defers(self, value: Expression | Template) -> bool:
@@ -287,7 +294,9 @@ class _Context:
             merged = {k: v.default for k, v in action.inputs.items() if v.default is not None}
         scope = {"params": self.params, "env": self.environ, **self.runtime}
         for key, value in step.inputs.items():
-            merged[key] = self._resolve_value(value, scope, f"inputs.{key}", deferred)
+            if key not in self.given_inputs:
+                merged[key] = self._resolve_value(value, scope, f"inputs.{key}", deferred)
+        merged.update(self.given_inputs)
         return merged
 
     def _resolve_value(

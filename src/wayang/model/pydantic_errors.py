@@ -112,7 +112,8 @@ def _unknown_key(loc: Path, raw: Mapping[str, Any]) -> str:
     kinds = kinds_accepting(key) if parent[:1] == ("steps",) and len(parent) == 2 else []
     if kinds:
         return (
-            f"{message}: '{key}' belongs to {' or '.join(kinds)} steps; set kind = \"{kinds[0]}\""
+            f"{message}: '{key}' belongs to {_alternatives(kinds)} steps; "
+            f'set kind = "{kinds[0]}"'
         )
     return message + did_you_mean(key, model_keys(model))
 
@@ -179,3 +180,8 @@ def _show(value: Any) -> str:
         else str(value)
     )
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _alternatives(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

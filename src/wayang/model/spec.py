@@ -42,7 +42,28 @@ from wayang.model.types import (
 )
 
 PARAMETER_TYPES = ("string", "integer", "number", "boolean", "array", "object", "path")
-STEP_KINDS = ("task", "decision", "approval", "agent", "event", "timer", "subworkflow", "noop")
+STEP_KINDS = (
+    "task",
+    "decision",
+    "approval",
+    "negotiation",
+    "agent",
+    "event",
+    "timer",
+    "subworkflow",
+    "noop",
+)
+POLICY_ACTIONS = (
+    "start",
+    "execute",
+    "transition",
+    "approve",
+    "reject",
+    "offer",
+    "accept",
+    "complete",
+)
+TOPIC_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
 WORKSPACE_MODES = ("inherit", "ephemeral")
 PYTHON_REF = re.compile(r"^python:([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_]\w*)$")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -171,6 +192,7 @@ class Defaults(Spec):
     retry: Retry | None = None
     workspace: str | None = None
     env: Env = {}
+    max_visits: int = Field(default=10, ge=1, le=100_000)
 
 
 class ActionInput(Spec):
@@ -240,6 +262,64 @@ def _one_of(
         )
 
 
+# --- transitions --------------------------------------------------------------------------------
+
+
+def _short_next(value: Any) -> Any:
+    """``next = ["b"]`` is shorthand for ``next = [{ to = "b" }]``."""
+    return {"to": value} if isinstance(value, str) else value
+
+
+class NextStep(Spec):
+    """One outgoing transition written on its source step (``next``)."""
+
+    to: StepId
+    when: ExpressionField | None = None
+    map: dict[Name, Name] = {}
+
+
+class Transition(NextStep):
+    """``[[transitions]]``: ``from`` → ``to`` when ``when`` holds, copying outputs to inputs.
+
+    ``map`` names, for each input of ``to``, the output of ``from`` it takes. With ``on`` the
+    transition waits, after ``from`` finishes, for an event on that topic (``correlate`` and
+    ``timeout`` as for an event step); the event's payload is ``event`` in ``when``.
+    """
+
+    from_: StepId = Field(alias="from")
+    on: Annotated[str, Field(pattern=TOPIC_PATTERN)] | None = None
+    correlate: ExpressionField | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _on_needed(self) -> Transition:
+        if self.on is None and (self.correlate is not None or self.timeout is not None):
+            raise PydanticCustomError(
+                "requires", "'correlate' and 'timeout' belong to a transition with 'on' (a topic)"
+            )
+        return self
+
+
+def _join(value: Any) -> Any:
+    ok = value in ("all", "any") or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    )
+    if ok:
+        return value
+    raise PydanticCustomError(
+        "join",
+        "join is 'all', 'any' or a number of inbound transitions (got {value})",
+        {"value": value},
+    )
+
+
+Join = Annotated[
+    str | int,
+    BeforeValidator(_join),
+    WithJsonSchema({"anyOf": [{"enum": ["all", "any"]}, {"type": "integer", "minimum": 1}]}),
+]
+
+
 # --- steps -----------------------------------------------------------------------------------
 
 
@@ -257,6 +337,9 @@ class StepBase(Spec):
     continue_on_error: bool = False
     compensate: StepId | None = None
     inputs: Inputs = {}
+    next: list[Annotated[NextStep, BeforeValidator(_short_next)]] = []
+    join: Join = "all"
+    max_visits: int | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("needs")
     @classmethod
@@ -330,6 +413,9 @@ class ApprovalStep(StepBase):
     on_timeout: Literal["reject", "approve", "escalate"] = "reject"
     escalate_to: list[Annotated[str, Field(min_length=1)]] = []
     allow_self_approval: bool = False
+    # A rejection fails the step (and so the run), or with "continue" the step succeeds with
+    # outputs.approved = false and later steps branch on it.
+    on_reject: Literal["fail", "continue"] = "fail"
 
     @field_validator("quorum")
     @classmethod
@@ -354,6 +440,34 @@ class ApprovalStep(StepBase):
         return self
 
 
+class Term(Spec):
+    """One negotiated term: its type and the bounds every offer must keep."""
+
+    type: Literal["number", "integer", "string", "boolean"] = "number"
+    min: float | None = None
+    max: float | None = None
+    choices: list[str | int | float] | None = Field(default=None, min_length=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _bounds_order(self) -> Term:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError(
+                "bounds", "min ({low}) is above max ({high})", {"low": self.min, "high": self.max}
+            )
+        return self
+
+
+class NegotiationStep(StepBase):
+    """Parties exchange offers over ``terms`` until one accepts the other's, in ``max_rounds``."""
+
+    kind: Literal["negotiation"]
+    parties: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2)
+    terms: dict[Name, Term] = Field(min_length=1)
+    max_rounds: int = Field(default=10, ge=1, le=1000)
+    prompt: TemplateField | None = None
+
+
 class AgentStep(StepBase):
     """An AI step: a model reasons over the prompt and may call tools."""
 
@@ -370,7 +484,7 @@ class EventStep(StepBase):
     """Waits for an event on ``topic`` whose payload matches ``correlate``."""
 
     kind: Literal["event"]
-    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    topic: str = Field(min_length=1, pattern=TOPIC_PATTERN)
     correlate: ExpressionField | None = None
 
 
@@ -396,15 +510,18 @@ class SubworkflowStep(StepBase):
 
 
 class NoopStep(StepBase):
-    """Does nothing: a join point, a placeholder for external work, a compensation anchor."""
+    """Does nothing: a join point or a compensation anchor. With ``external`` it stands for
+    work done outside Wayang and waits until ``wayang complete`` records its outputs."""
 
     kind: Literal["noop"]
+    external: bool = False
 
 
 STEP_MODELS: dict[str, type[StepBase]] = {
     "task": TaskStep,
     "decision": DecisionStep,
     "approval": ApprovalStep,
+    "negotiation": NegotiationStep,
     "agent": AgentStep,
     "event": EventStep,
     "timer": TimerStep,
@@ -423,6 +540,7 @@ Step = Annotated[
     Annotated[TaskStep, Tag("task")]
     | Annotated[DecisionStep, Tag("decision")]
     | Annotated[ApprovalStep, Tag("approval")]
+    | Annotated[NegotiationStep, Tag("negotiation")]
     | Annotated[AgentStep, Tag("agent")]
     | Annotated[EventStep, Tag("event")]
     | Annotated[TimerStep, Tag("timer")]
@@ -434,6 +552,69 @@ Step = Annotated[
         custom_error_message="unknown step kind",
     ),
 ]
+
+
+# --- policy ----------------------------------------------------------------------------------
+
+
+class PolicyRule(Spec):
+    """One rule: where it applies (``action``, ``steps``, ``kinds``, ``when``) and what it asks.
+
+    An applicable rule denies unless ``require`` holds (or always, with ``deny = true``).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    action: list[
+        Literal[
+            "start", "execute", "transition", "approve", "reject", "offer", "accept", "complete"
+        ]
+    ] = Field(min_length=1)
+    steps: list[StepId] = []
+    kinds: list[
+        Literal[
+            "task",
+            "decision",
+            "approval",
+            "negotiation",
+            "agent",
+            "event",
+            "timer",
+            "subworkflow",
+            "noop",
+        ]
+    ] = []
+    when: ExpressionField | None = None
+    require: ExpressionField | None = None
+    deny: bool = False
+    message: str = ""
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _one_action(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _require_or_deny(self) -> PolicyRule:
+        _one_of(
+            self.require if self.require is not None else None,
+            True if self.deny else None,
+            "a rule needs 'require' (an expression that must hold) or 'deny = true'",
+            "a rule",
+            ("require", "deny"),
+        )
+        return self
+
+
+class Policy(Spec):
+    """``[policy]`` (and a project's policy file): limits, compliance, roles and rules."""
+
+    max_parallel: int | None = Field(default=None, ge=1)
+    max_duration: Duration | None = None
+    allowed_tools: list[Annotated[str, Field(min_length=1)]] | None = None
+    allowed_env: list[EnvName] | None = None
+    roles: dict[Name, list[Annotated[str, Field(min_length=1)]]] = {}
+    rules: list[PolicyRule] = []
+    engine: str | None = None  # an external policy engine (entry point) decides instead
 
 
 class Workflow(Spec):
@@ -452,6 +633,10 @@ class Workflow(Spec):
     defaults: Defaults = Defaults()
     actions: dict[StepId, Action] = {}
     steps: dict[StepId, Step] = Field(min_length=1)
+    transitions: list[Transition] = []
+    on_failure: Literal["stop", "compensate"] = "stop"
+    outputs: dict[Name, TemplateField] = {}
+    policy: Policy = Policy()
 
     @property
     def title(self) -> str:

@@ -26,8 +26,10 @@ from wayang.model.spec import (
 )
 from wayang.model.toml_positions import Path
 
-RUN_FIELDS = ("id", "workflow", "attempt")
-STEP_FIELDS = ("outputs", "status")
+RUN_FIELDS = ("id", "workflow", "attempt", "started_by", "started_at")
+STEP_FIELDS = ("outputs", "status", "visits")
+# What a policy rule's expressions may name beyond params, env, run and steps.
+POLICY_ROOTS = ("actor", "step", "offer", "vote", "inputs")
 
 
 def check_workflow(workflow: Workflow, source: SourceFile) -> None:
@@ -41,13 +43,15 @@ def check_workflow(workflow: Workflow, source: SourceFile) -> None:
         _check_step(workflow, graph, step_id, step, source)
     _check_defaults_env(workflow, source)
     _check_compensation_isolated(workflow, graph, source)
+    _check_transitions(workflow, graph, source)
+    _check_policy(workflow, source)
 
 
 # --- the graph -------------------------------------------------------------------------------
 
 
 def build_graph(workflow: Workflow) -> StepGraph:
-    """The step graph of a workflow: ``needs`` edges plus decision branches."""
+    """The step graph of a workflow: ``needs``, decision branches, ``next`` and transitions."""
     return StepGraph(list(workflow.steps), _edges(workflow))
 
 
@@ -57,9 +61,19 @@ def _edges(workflow: Workflow) -> Iterator[Edge]:
             yield Edge(before, step_id, ("steps", step_id, "needs", index))
         if isinstance(step, DecisionStep):
             for index, case in enumerate(step.cases):
-                yield Edge(step_id, case.next, ("steps", step_id, "cases", index, "next"))
+                where: Path = ("steps", step_id, "cases", index, "next")
+                yield Edge(step_id, case.next, where, "branch")
             if step.default is not None:
-                yield Edge(step_id, step.default, ("steps", step_id, "default"))
+                yield Edge(step_id, step.default, ("steps", step_id, "default"), "branch")
+        for index, hop in enumerate(step.next):
+            yield Edge(
+                step_id, hop.to, ("steps", step_id, "next", index), "next", hop.when, dict(hop.map)
+            )
+    for index, t in enumerate(workflow.transitions):
+        yield Edge(
+            t.from_, t.to, ("transitions", index), "transition", t.when, dict(t.map),
+            t.on, t.correlate, t.timeout,
+        )  # fmt: skip
 
 
 def _check_graph(graph: StepGraph, source: SourceFile) -> None:
@@ -68,13 +82,56 @@ def _check_graph(graph: StepGraph, source: SourceFile) -> None:
         for ref in (edge.before, edge.after):
             if ref not in known:
                 hint = did_you_mean(ref, graph.step_ids)
-                source.error(edge.path, f"unknown step '{ref}'{hint}", "unknown-step")
-        if edge.before == edge.after:
+                where = (*edge.path, "from" if ref == edge.before else "to")
+                path = where if edge.kind == "transition" else edge.path
+                source.error(path, f"unknown step '{ref}'{hint}", "unknown-step")
+        if edge.before == edge.after and edge.kind == "needs":
             source.error(edge.path, f"step '{edge.before}' cannot depend on itself", "cycle")
-    for cycle in graph.find_cycles():
+    # Only `needs` may not loop: a loop is written with transitions, `next` or a decision.
+    needs_only = StepGraph(graph.step_ids, (e for e in graph.edges if e.kind == "needs"))
+    for cycle in needs_only.find_cycles():
         if len(cycle) > 2:
             path = graph.edge_path(cycle[-2], cycle[-1])
-            source.error(path, f"dependency cycle: {' → '.join(cycle)}", "cycle")
+            message = (
+                f"dependency cycle: {' → '.join(cycle)}; 'needs' cannot loop — write a loop "
+                "with [[transitions]] or 'next' and a max_visits limit"
+            )
+            source.error(path, message, "cycle")
+
+
+def _check_transitions(workflow: Workflow, graph: StepGraph, source: SourceFile) -> None:
+    """A transition's ``when`` reads its source's outputs (and ``event`` with ``on``)."""
+    for edge in graph.edges:
+        if edge.kind not in ("next", "transition") or edge.after not in workflow.steps:
+            continue
+        target = workflow.steps[edge.after]
+        scope = Scope(workflow, graph, frozenset(target.inputs), step_id=edge.after)
+        if edge.on is not None:
+            scope = scope.with_roots("event")
+        if edge.when is not None:
+            _check_text(scope, (*edge.path, "when"), edge.when, source)
+        if edge.correlate is not None:
+            correlate_scope = replace(scope.with_roots("event"), step_id=None)
+            _check_text(correlate_scope, (*edge.path, "correlate"), edge.correlate, source)
+        if edge.after in compensation_steps(workflow):
+            message = f"step '{edge.after}' is a compensation step; no transition may lead to it"
+            source.error(edge.path, message, "compensate")
+
+
+def _check_policy(workflow: Workflow, source: SourceFile) -> None:
+    scope = Scope(workflow, None, frozenset(), extra_roots=frozenset(POLICY_ROOTS))
+    scope = replace(scope, allow_inputs=False)
+    for index, rule in enumerate(workflow.policy.rules):
+        where: Path = ("policy", "rules", index)
+        for step_index, step_id in enumerate(rule.steps):
+            if step_id not in workflow.steps:
+                hint = did_you_mean(step_id, workflow.steps)
+                message = f"rule '{rule.name}' names unknown step '{step_id}'{hint}"
+                source.error((*where, "steps", step_index), message, "unknown-step")
+        for key in ("when", "require"):
+            value = getattr(rule, key)
+            if value is not None:
+                _check_text(scope, (*where, key), value, source)
 
 
 # --- parameters, artifacts, actions ------------------------------------------------------------

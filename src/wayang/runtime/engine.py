@@ -28,12 +28,15 @@ from typing import Any
 from wayang.engine import events as ev
 from wayang.engine.decide import decide, start_run
 from wayang.engine.messages import (
+    AnswerSignal,
+    CancelChildRun,
     CancelRun,
     CancelTimer,
     DeadLetter,
     Decision,
     DispatchTask,
     Input,
+    StartChildRun,
     StartTimer,
     StopTask,
     TaskFinished,
@@ -42,11 +45,13 @@ from wayang.engine.messages import (
 )
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import ACTIVE_STEP, RunState, RunStatus, fold
-from wayang.errors import UsageError, WayangError
 from wayang.executors.base import Executor, TaskResult, TaskSpec
+from wayang.policy import gate_for
 from wayang.runtime.committer import Committer, Pending
+from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunLostError, RunNotFoundError
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
+from wayang.runtime.waits import WaitWatcher
 from wayang.store.port import (
     DEFAULT_TENANT,
     Append,
@@ -54,27 +59,13 @@ from wayang.store.port import (
     LogLine,
     NewTask,
     RunRecord,
+    SignalAnswer,
     Store,
     Timer,
 )
 from wayang.store.port import DeadLetter as DeadLetterRecord
 
-CANCEL_REQUESTS = "cancel-requests"
-"""Key-value namespace where ``wayang cancel`` leaves a request for the engine driving a run."""
-
 _TERMINAL_EVENTS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
-
-
-class RunNotFoundError(UsageError):
-    """No run has that id in this store."""
-
-
-class RunBusyError(WayangError):
-    """Another live engine drives the run."""
-
-
-class RunLostError(WayangError):
-    """Another engine took the run over while this one drove it."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +90,10 @@ class _LiveRun:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     lost: bool = False
+    # Waits: signals handed to the core but not yet answered durably, and per topic the last
+    # message offered to the run's event waits (reset when a new wait starts: it sees all).
+    fed_signals: set[int] = field(default_factory=set)
+    cursors: dict[str, int] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -134,6 +129,7 @@ class Engine:
         self._on_events = on_events
         self._on_log = on_log
         self._runs: dict[str, _LiveRun] = {}
+        self._waits = WaitWatcher(self)
         self._committer: Committer | None = None
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
@@ -249,7 +245,7 @@ class Engine:
         if state.finished or state.started is None:
             return _resolved(state)
         await self._take_lease(record)
-        plan = RunPlan.from_started(state.started)
+        plan = RunPlan.from_started(state.started, gate_for)
         live = self._track(plan, state, record.tenant, state.started.cwd)
         await self._resume(live, cancel)
         return live.done
@@ -285,6 +281,8 @@ class Engine:
             self._arm(live, timer)
         if cancel is not None:
             self._feed(live, CancelRun(cancel))
+        else:
+            await self._waits.resume(live)
         # A run whose cancel is already recorded does not run its in-flight attempts again.
         stopping = live.state.cancel_requested
         for task in claimed:
@@ -314,6 +312,11 @@ class Engine:
             return False
         self._feed(live, CancelRun(reason))
         return True
+
+    def live_state(self, run_id: str) -> RunState | None:
+        """The state of a run this engine drives (ahead of the store), or None."""
+        live = self._runs.get(run_id)
+        return live.state if live is not None else None
 
     @property
     def active_runs(self) -> list[str]:
@@ -376,10 +379,16 @@ class Engine:
             create=create,
             finish_tasks=finished,
             dead_letters=work.letters,
+            answer_signals=work.answers,
         )
         self._require_committer().add(live, append, decision.events)
+        self._waits.noticed(live, decision.events)
         for command in work.dispatch:
             self._start_task(live, command)
+        for child in work.children:
+            self._waits.start_child(live, child)
+        for stop in work.stop_children:
+            self._waits.cancel_child(stop)
 
     # ------------------------------------------------------------------ durable or lost
 
@@ -510,6 +519,7 @@ class Engine:
                 for run_id, reason in requests.items():
                     if self.cancel(run_id, str(reason or "cancelled by request")):
                         await committer.call(self.store.kv_delete, CANCEL_REQUESTS, run_id)
+                await self._waits.poll(list(self._runs.values()))
             if self.settings.adopt_orphans:
                 await self._adopt_orphans()
 
@@ -532,9 +542,12 @@ class _Work:
         self.cancel_timers: list[str] = []
         self.letters: list[DeadLetterRecord] = []
         self.dispatch: list[DispatchTask] = []
+        self.answers: list[SignalAnswer] = []
+        self.children: list[StartChildRun] = []
+        self.stop_children: list[CancelChildRun] = []
 
     def any(self) -> bool:
-        return bool(self.tasks or self.timers or self.cancel_timers or self.letters)
+        return bool(self.tasks or self.timers or self.cancel_timers or self.letters or self.answers)
 
     def take(self, command: Any) -> None:
         live = self.live
@@ -559,6 +572,12 @@ class _Work:
                 task.cancel()
         elif isinstance(command, DeadLetter):
             self.letters.append(self._letter(command))
+        elif isinstance(command, AnswerSignal):
+            self.answers.append(SignalAnswer(command.seq, command.status, command.outcome))
+        elif isinstance(command, StartChildRun):
+            self.children.append(command)
+        elif isinstance(command, CancelChildRun):
+            self.stop_children.append(command)
 
     def cancel_all_timers(self) -> None:
         for timer_id in list(self.live.timers):

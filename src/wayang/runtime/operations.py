@@ -6,15 +6,17 @@ small function here so every interface does it the same way.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from wayang.engine import events as ev
+from wayang.engine.gate import PolicyRequest
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, StepStatus, fold
 from wayang.errors import UsageError
@@ -22,7 +24,8 @@ from wayang.model.loader import load_workflow, parse_workflow
 from wayang.model.plan import plan_workflow
 from wayang.model.spec import Workflow
 from wayang.model.validate import build_graph
-from wayang.runtime.engine import CANCEL_REQUESTS, RunNotFoundError
+from wayang.policy import find_policy_file, gate_for, load_policy_file
+from wayang.runtime.names import CANCEL_REQUESTS, RunNotFoundError
 from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
 from wayang.store.port import DEFAULT_TENANT, DeadLetter, RunRecord, Store
@@ -83,6 +86,8 @@ def _request(
     params_are_text: bool,
     retry_of: str = "",
     reuse: Mapping[str, dict[str, Any]] | None = None,
+    actor: str | None = None,
+    parent: str = "",
 ) -> RunRequest:
     # Only the variables the definition reads are pinned in the history, not the whole
     # environment: it is stored, and may hold secrets that nothing here uses.
@@ -94,6 +99,8 @@ def _request(
         env_overrides=env_overrides,
         params_are_text=params_are_text,
     )
+    actor = actor or current_actor(environ)
+    policy_source, policy_filename = _project_policy(filename, environ)
     started = ev.RunStarted(
         workflow_id=workflow.id,
         workflow_version=workflow.version,
@@ -107,8 +114,49 @@ def _request(
         parallel=parallel,
         cwd=cwd,
         retry_of=retry_of,
+        actor=actor,
+        policy_source=policy_source,
+        policy_filename=policy_filename,
+        parent=parent,
     )
-    return RunRequest(RunPlan.build(workflow, started), started, dict(reuse or {}))
+    started = _under_policy(workflow, started)
+    return RunRequest(RunPlan.build(workflow, started, gate_for), started, dict(reuse or {}))
+
+
+def current_actor(environ: Mapping[str, str]) -> str:
+    """Who is acting: ``$WAYANG_USER``, else the operating-system user."""
+    return environ.get("WAYANG_USER") or getpass.getuser()
+
+
+def _project_policy(filename: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The project's policy file (text, name) for a workflow file, or empty strings."""
+    found = find_policy_file(Path(filename).resolve().parent, environ)
+    return load_policy_file(found) if found is not None else ("", "")
+
+
+def _under_policy(workflow: Workflow, started: ev.RunStarted) -> ev.RunStarted:
+    """The actor's roles, the policy's limits, and the check that the actor may start it."""
+    gate = gate_for(workflow, started)
+    roles_of = getattr(gate, "roles_of", None)
+    roles = list(roles_of(started.actor)) if roles_of is not None else []
+    limits = getattr(gate, "max_parallel", None), getattr(gate, "max_duration", None)
+    parallel = _at_most(started.parallel or None, limits[0])
+    timeout = _at_most(started.timeout_s, limits[1])
+    scope = {"params": started.params, "env": {**started.env, **started.env_overrides}}
+    request = PolicyRequest("start", actor=started.actor, roles=tuple(roles), scope=scope)
+    verdict = gate.check(request)
+    if not verdict.allowed:
+        raise UsageError(
+            f"policy rule '{verdict.rule}' does not let {started.actor} start "
+            f"'{workflow.id}': {verdict.reason}"
+        )
+    return replace(started, actor_roles=roles, parallel=int(parallel or 0), timeout_s=timeout)
+
+
+def _at_most(value: float | None, limit: float | None) -> float | None:
+    if limit is None:
+        return value
+    return limit if value is None else min(value, limit)
 
 
 def _referenced_env(source: str) -> list[str]:
@@ -247,3 +295,41 @@ def prepare_letter_replay(
             f"{state.status.value}; replay it once that run has ended"
         )
     return letter, prepare_retry(store, letter.run_id, letter.step_id, now=now, tenant=tenant)
+
+
+def prepare_child_run(
+    parent: ev.RunStarted, ref: str, params: Mapping[str, Any], parent_step: str
+) -> RunRequest:
+    """The run of a subworkflow step: ``ref`` is a file path (relative to the parent's folder)
+    or a workflow id found beside it; it runs as the parent's actor with the parent's overrides.
+    """
+    file = resolve_workflow_ref(Path(parent.cwd or "."), ref)
+    workflow = load_workflow(file)
+    return _request(
+        workflow,
+        file.read_text("utf-8"),
+        str(file),
+        params,
+        parent.env_overrides,
+        parallel=parent.parallel,
+        timeout_s=None,
+        environ=os.environ,
+        cwd=str(file.resolve().parent),
+        now=time.time(),
+        params_are_text=False,
+        actor=parent.actor,
+        parent=parent_step,
+    )
+
+
+def resolve_workflow_ref(folder: Path, ref: str) -> Path:
+    """A subworkflow's file: a path, else ``<id>/workflow.toml`` or ``<id>.toml`` nearby."""
+    candidates = [folder / ref]
+    if "/" not in ref and not ref.endswith(".toml"):
+        for base in (folder, folder.parent):
+            candidates += [base / ref / "workflow.toml", base / f"{ref}.toml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise UsageError(f"subworkflow '{ref}' not found (looked for {tried})")

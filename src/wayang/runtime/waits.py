@@ -1,0 +1,166 @@
+"""What the engine watches for its runs' waiting steps: signals, topic messages, child runs.
+
+Everything a wait needs is in the store, so a restarted engine finds it again: the signals
+still pending (unanswered) in the run's inbox, every message on the wait's topic since the run
+started (the core skips those already consumed), and the child runs of subworkflow steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wayang.engine import events as ev
+from wayang.engine.messages import (
+    CancelChildRun,
+    ChildFinished,
+    Signal,
+    StartChildRun,
+    TopicMessage,
+)
+from wayang.engine.state import TERMINAL_RUN, RunState, RunStatus, StepStatus, fold
+from wayang.errors import WayangError
+from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunNotFoundError
+from wayang.runtime.operations import prepare_child_run
+from wayang.runtime.records import read_events
+
+if TYPE_CHECKING:
+    from wayang.runtime.engine import Engine, _LiveRun
+
+
+def child_outcome(state: RunState) -> tuple[str, dict[str, Any], str]:
+    """(status, outputs, error) of a finished child run."""
+    error = "" if state.status is RunStatus.SUCCEEDED else (state.reason or "")
+    return state.status.value, dict(state.outputs), error
+
+
+class WaitWatcher:
+    """Feeds a run's waiting steps from the store, and runs the children of subworkflows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- signals and messages ------------------------------------------------------------------
+
+    async def poll(self, lives: Sequence[_LiveRun]) -> None:
+        for live in lives:
+            if live.lost or not live.state.count(StepStatus.WAITING):
+                continue
+            kinds = {wait["kind"] for _, wait in _waiting(live.state)}
+            if kinds & {"approval", "negotiation", "complete"}:
+                await self._signals(live)
+            if "event" in kinds:
+                await self._messages(live)
+            if "subworkflow" in kinds:
+                await self._children(live)
+
+    async def _signals(self, live: _LiveRun) -> None:
+        store = self.engine.store
+        for record in await self._call(store.pending_signals, live.run_id):
+            if record.seq in live.fed_signals:
+                continue
+            live.fed_signals.add(record.seq)
+            data = dict(record.data)
+            roles = tuple(str(r) for r in data.pop("roles", []))
+            signal = Signal(record.seq, record.step_id, record.kind, record.actor, roles, data)
+            self.engine._feed(live, signal)
+
+    async def _messages(self, live: _LiveRun) -> None:
+        topics = {w["topic"] for _, w in _waiting(live.state) if w["kind"] == "event"}
+        since = live.state.started_at or 0.0
+        for topic in sorted(topics):
+            after = live.cursors.get(topic, 0)
+            messages = await self._call(
+                self.engine.store.topic_messages, topic, after, since, 1000, live.tenant
+            )
+            for message in messages:
+                live.cursors[topic] = message.seq
+                self.engine._feed(live, TopicMessage(message.seq, message.topic, message.data))
+
+    def noticed(self, live: _LiveRun, events: Sequence[ev.Event]) -> None:
+        """A new event wait sees every message since the run began: rewind its topic."""
+        for event in events:
+            if isinstance(event, ev.EventWaitStarted):
+                live.cursors.pop(event.topic, None)
+
+    # --- child runs ------------------------------------------------------------------------------
+
+    async def _children(self, live: _LiveRun) -> None:
+        for step_id, wait in _waiting(live.state):
+            child = wait.get("child_run_id") if wait["kind"] == "subworkflow" else None
+            if child and child not in self.engine._runs:
+                await self._check_child(live, step_id, child)
+
+    async def _check_child(self, live: _LiveRun, step_id: str, child: str) -> None:
+        record = await self._call(self.engine.store.get_run, child, live.tenant)
+        if record is None or record.status not in {s.value for s in TERMINAL_RUN}:
+            return
+        history = read_events(await self._call(self.engine.store.load_history, child))
+        self._report(live.run_id, step_id, child, fold(child, history))
+
+    async def resume(self, live: _LiveRun) -> None:
+        """After adoption: start children that were never started, adopt orphaned ones."""
+        for step_id, wait in _waiting(live.state):
+            if wait["kind"] != "subworkflow":
+                continue
+            child = wait["child_run_id"]
+            record = await self._call(self.engine.store.get_run, child, live.tenant)
+            if record is None:
+                params = wait.get("params") or {}
+                self.start_child(live, StartChildRun(child, step_id, wait["workflow"], params))
+            elif record.status not in {s.value for s in TERMINAL_RUN}:
+                with contextlib.suppress(RunBusyError, RunNotFoundError):
+                    future = await self.engine.adopt(child, tenant=live.tenant)
+                    self._on_done(live.run_id, step_id, child, future)
+
+    def start_child(self, live: _LiveRun, command: StartChildRun) -> None:
+        started = live.state.started
+        assert started is not None
+        parent = f"{live.run_id}/{command.step_id}"
+        try:
+            request = prepare_child_run(started, command.workflow, command.params, parent)
+        except WayangError as exc:
+            failed = ChildFinished(command.step_id, command.child_run_id, "failed", {}, str(exc))
+            self.engine._feed(live, failed)
+            return
+        future = self.engine.start(
+            request.plan, request.started, command.child_run_id, tenant=live.tenant
+        )
+        self._on_done(live.run_id, command.step_id, command.child_run_id, future)
+
+    def _on_done(
+        self, parent: str, step_id: str, child: str, future: asyncio.Future[RunState]
+    ) -> None:
+        def done(finished: asyncio.Future[RunState]) -> None:
+            if not finished.cancelled() and finished.exception() is None:
+                self._report(parent, step_id, child, finished.result())
+
+        future.add_done_callback(done)
+
+    def _report(self, parent: str, step_id: str, child: str, state: RunState) -> None:
+        live = self.engine._runs.get(parent)
+        if live is not None and state.finished:
+            status, outputs, error = child_outcome(state)
+            self.engine._feed(live, ChildFinished(step_id, child, status, outputs, error))
+
+    def cancel_child(self, command: CancelChildRun) -> None:
+        if self.engine.cancel(command.child_run_id, command.reason):
+            return
+        store = self.engine.store
+        call = self._call(store.kv_set, CANCEL_REQUESTS, command.child_run_id, command.reason)
+        task = asyncio.get_running_loop().create_task(call)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        return await self.engine._require_committer().call(function, *args)
+
+
+def _waiting(state: RunState) -> list[tuple[str, dict[str, Any]]]:
+    """The waiting steps and what each waits for."""
+    return [
+        (step_id, step.wait)
+        for step_id, step in state.steps.items()
+        if step.status is StepStatus.WAITING and step.wait is not None
+    ]
