@@ -149,7 +149,9 @@ def test_run_timeout_fails_the_run() -> None:
 
 
 def test_noop_and_unsupported_kinds() -> None:
-    text = 'id = "n"\n[steps.a]\nkind = "noop"\n[steps.b]\nkind = "agent"\nmodel = "m"\nprompt = "p"\n'
+    text = (
+        'id = "n"\n[steps.a]\nkind = "noop"\n[steps.b]\nkind = "agent"\nmodel = "m"\nprompt = "p"\n'
+    )
     sim = Sim.begin(text)
     assert sim.statuses()["a"] == "succeeded"
     assert sim.statuses()["b"] == "failed"

@@ -112,8 +112,7 @@ def _unknown_key(loc: Path, raw: Mapping[str, Any]) -> str:
     kinds = kinds_accepting(key) if parent[:1] == ("steps",) and len(parent) == 2 else []
     if kinds:
         return (
-            f"{message}: '{key}' belongs to {_alternatives(kinds)} steps; "
-            f'set kind = "{kinds[0]}"'
+            f"{message}: '{key}' belongs to {_alternatives(kinds)} steps; set kind = \"{kinds[0]}\""
         )
     return message + did_you_mean(key, model_keys(model))
 
