@@ -314,6 +314,8 @@ class NegotiationStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class OfferMade(Event):
+    """The first offer of a negotiation (``CounterOffered`` has the same shape)."""
+
     TYPE: ClassVar[str] = "OfferMade"
     step_id: str
     signal: int
@@ -327,17 +329,10 @@ class OfferMade(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class CounterOffered(Event):
+class CounterOffered(OfferMade):
+    """An offer answering the other party's."""
+
     TYPE: ClassVar[str] = "CounterOffered"
-    step_id: str
-    signal: int
-    actor: str
-    party: str
-    terms: dict[str, Any]
-    round: int
-    comment: str
-    at: float
-    roles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
