@@ -206,6 +206,7 @@ def test_status_runs_and_logs(wayang: Wayang, workflow: Callable[[str], str]) ->
     assert set(status) == {"run_id", "status", "steps", "workflow_id", "created_at"} | {
         "updated_at",
         "reason",
+        "policy_denials",
     }
     assert (status["workflow_id"], status["status"], status["reason"]) == (
         "flaky",

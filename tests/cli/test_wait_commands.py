@@ -5,6 +5,7 @@ so the command itself has to adopt the run to answer its signal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -238,3 +239,69 @@ def test_emit_prints_the_sequence_number(wayang: Wayang) -> None:
     assert bad.code == 2
     assert "--data" in bad.err
     assert bad.out == ""
+
+
+# ------------------------------------------------------------------------------ status and logs
+
+GUARDED = """
+    id = "guarded"
+    [parameters.amount]
+    type = "number"
+    default = 5000
+    [steps.pay]
+    run = "echo paid"
+    [[policy.rules]]
+    name = "big-payments"
+    action = "execute"
+    steps = ["pay"]
+    require = "params.amount <= 1000"
+    message = "payments over 1000 go through finance"
+"""
+
+
+def test_status_says_what_a_waiting_step_waits_for(wayang: Wayang, expense: str) -> None:
+    text = wayang("status", expense)
+    assert text.code == 0, text.err
+    assert "waiting for approval by alice, role:finance (0/1 approvals)" in text.out
+    data = wayang("status", expense, "--json").json()
+    assert data["steps"]["review"]["waiting_for"].startswith("approval by alice")
+    assert data["policy_denials"] == []
+
+
+def test_logs_show_votes_between_the_step_lines(wayang: Wayang, expense: str) -> None:
+    assert wayang("approve", expense, "review", "--comment", "fine", "--as", "alice").code == 0
+    lines = wayang("logs", expense).lines
+    events = [line.split(" | ", 1)[1] for line in lines if " event | " in line]
+    assert events == [
+        "approval requested from alice, role:finance",
+        "alice voted approve: fine",
+        "approved by alice",
+    ]
+    paid = next(i for i, line in enumerate(lines) if line.endswith("stdout | paid"))
+    assert paid > next(i for i, line in enumerate(lines) if "approved by alice" in line)
+    only_pay = wayang("logs", expense, "--step", "pay").lines
+    assert only_pay and all(" event | " not in line for line in only_pay)
+    as_json = [json.loads(line) for line in wayang("logs", expense, "--json").lines]
+    assert {"stream": "event", "step": "review", "line": "approved by alice"}.items() <= next(
+        d for d in as_json if d["line"] == "approved by alice"
+    ).items()
+
+
+def test_status_and_logs_show_a_policy_denial_and_its_rule(
+    wayang: Wayang, tmp_path: Path
+) -> None:
+    path = tmp_path / "guarded.toml"
+    path.write_text(textwrap.dedent(GUARDED), "utf-8")
+    run = wayang("run", str(path), "--json")
+    assert run.code == 1
+    run_id = run.json()["run_id"]
+    status = wayang("status", run_id)
+    assert "policy denials:" in status.out
+    assert "rule 'big-payments': payments over 1000 go through finance" in status.out
+    denial = wayang("status", run_id, "--json").json()["policy_denials"]
+    assert [(d["step"], d["action"], d["rule"]) for d in denial] == [
+        ("pay", "execute", "big-payments")
+    ]
+    logs = wayang("logs", run_id).out
+    assert "pay event | policy denied execute" in logs
+    assert "payments over 1000 go through finance" in logs

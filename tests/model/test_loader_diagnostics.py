@@ -406,3 +406,9 @@ def test_step_ids_with_double_hyphens_can_be_read() -> None:
         HEAD
         + '[steps.a--0]\nrun = "x"\n[steps.b]\nneeds = ["a--0"]\nrun = "${{ steps.a--0.outputs.v }}"\n'
     )
+
+
+def test_a_policy_engine_belongs_to_the_project_policy() -> None:
+    [line] = diagnose(HEAD + '[steps.a]\nrun = "x"\n[policy]\nengine = "opa"\n')
+    assert line.startswith("workflow.toml:5:1: error: 'engine' is a project setting")
+    assert "wayang.policy.toml" in line

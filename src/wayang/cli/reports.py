@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import click
 from rich.markup import escape
 
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import POLL_S, json_text, open_app
+from wayang.cli.history_text import Note, notes
 from wayang.cli.run_render import (
     log_json,
+    note_json,
+    note_line,
     print_runs,
     print_status,
     record_json,
@@ -84,7 +86,9 @@ def logs(
 ) -> None:
     """Print what RUN's steps wrote (default: the latest run).
 
-    Each line reads HH:MM:SS step[attempt] stream | text.
+    Each line reads HH:MM:SS step[attempt] stream | text; between them, events of note
+    (policy denials, votes, offers, events taken, timers, compensation) read
+    HH:MM:SS step event | text.
     """
     with open_app() as app:
         store = app.store
@@ -95,39 +99,52 @@ def logs(
             raise UsageError(
                 f"run {run_id} has no step {step_id!r}; its steps are: {', '.join(order)}"
             )
-        emit = _json_line if as_json else _text_line
-        last = _print_logs(store, run_id, step_id, 0, emit)
+        printer = _Printer(store, run_id, step_id, as_json)
+        printer.print_new()
         while follow:
             finished = _finished(store, run_id)
-            seen = _print_logs(store, run_id, step_id, last, emit)
-            if finished and seen == last:
+            if not printer.print_new() and finished:
                 break
-            if seen == last:
-                time.sleep(POLL_S)
-            last = seen
+            time.sleep(POLL_S)
 
 
-def _print_logs(
-    store: Store, run_id: str, step_id: str | None, after: int, emit: Callable[[LogLine], None]
-) -> int:
-    """Print every line after seq ``after``; returns the last seq printed (or ``after``)."""
-    while True:
-        page = store.read_logs(run_id, step_id, after_seq=after, limit=LOG_PAGE)
-        for line in page:
-            emit(line)
-        if not page:
-            return after
-        after = page[-1].seq
-        if len(page) < LOG_PAGE:
-            return after
+class _Printer:
+    """Prints a run's log lines merged by time with its events of note, each once."""
 
+    def __init__(self, store: Store, run_id: str, step_id: str | None, as_json: bool) -> None:
+        self.store, self.run_id, self.step_id, self.as_json = store, run_id, step_id, as_json
+        self.last_seq = 0
+        self.notes_seen = 0
 
-def _text_line(line: LogLine) -> None:
-    click.echo(text_line(line))
+    def print_new(self) -> bool:
+        """Print what came since the last call; False when nothing did."""
+        lines = self._new_lines()
+        fresh = notes(load_run(self.store, self.run_id).history)[self.notes_seen :]
+        self.notes_seen += len(fresh)
+        fresh = [n for n in fresh if self.step_id in (None, n.step_id)]
+        merged: list[tuple[float, int, LogLine | Note]] = [
+            *((line.at, 0, line) for line in lines),
+            *((note.at, 1, note) for note in fresh),
+        ]
+        merged.sort(key=lambda item: (item[0], item[1]))
+        for _, _, item in merged:
+            if isinstance(item, Note):
+                click.echo(json.dumps(note_json(item)) if self.as_json else note_line(item))
+            else:
+                click.echo(json.dumps(log_json(item)) if self.as_json else text_line(item))
+        return bool(merged)
 
-
-def _json_line(line: LogLine) -> None:
-    click.echo(json.dumps(log_json(line)))
+    def _new_lines(self) -> list[LogLine]:
+        found: list[LogLine] = []
+        while True:
+            page = self.store.read_logs(
+                self.run_id, self.step_id, after_seq=self.last_seq, limit=LOG_PAGE
+            )
+            found.extend(page)
+            if page:
+                self.last_seq = page[-1].seq
+            if len(page) < LOG_PAGE:
+                return found
 
 
 def _finished(store: Store, run_id: str) -> bool:

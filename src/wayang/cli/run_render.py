@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wayang.cli.history_text import Note, notes, wait_text
+from wayang.engine import events as ev
 from wayang.engine.events import Event
 from wayang.engine.replay import ReplayReport
 from wayang.engine.runplan import RunPlan
@@ -30,6 +32,7 @@ STATUS_STYLE = {
     StepStatus.FAILED: "bold red",
     StepStatus.SKIPPED: "dim",
     StepStatus.CANCELLED: "magenta",
+    StepStatus.WAITING: "yellow",
 }
 RUN_STYLE = {
     RunStatus.PENDING: "dim",
@@ -97,12 +100,15 @@ def run_json(state: RunState, order: Sequence[str]) -> dict[str, Any]:
 
 
 def _step_json(step: StepState) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "status": step.status.value,
         "attempts": step.attempt,
         "outputs": step.outputs,
         "duration_s": round(step.duration_s, 3),
     }
+    if step.status is StepStatus.WAITING and step.wait is not None:
+        data["waiting_for"] = wait_text(step.wait)
+    return data
 
 
 def status_json(view: RunView) -> dict[str, Any]:
@@ -114,6 +120,18 @@ def status_json(view: RunView) -> dict[str, Any]:
         "created_at": iso_time(record.created_at),
         "updated_at": iso_time(record.updated_at),
         "reason": state.reason,
+        "policy_denials": [_denial_json(e) for e in view.history if isinstance(e, ev.PolicyDenied)],
+    }
+
+
+def _denial_json(event: ev.PolicyDenied) -> dict[str, Any]:
+    return {
+        "at": iso_time(event.at),
+        "step": event.step_id,
+        "action": event.action,
+        "rule": event.rule,
+        "reason": event.reason,
+        "actor": event.actor,
     }
 
 
@@ -125,6 +143,23 @@ def record_json(record: RunRecord) -> dict[str, Any]:
         "created_at": iso_time(record.created_at),
         "updated_at": iso_time(record.updated_at),
     }
+
+
+def note_json(note: Note) -> dict[str, Any]:
+    """An event of note in ``logs --json``: like a log line, on the stream ``event``."""
+    return {
+        "seq": None,
+        "at": iso_time(note.at),
+        "step": note.step_id,
+        "attempt": None,
+        "stream": "event",
+        "line": note.text,
+    }
+
+
+def note_line(note: Note) -> str:
+    """``HH:MM:SS step event | text``."""
+    return f"{clock(note.at)} {note.step_id} event | {note.text}"
 
 
 def log_json(line: LogLine) -> dict[str, Any]:
@@ -204,9 +239,11 @@ def next_steps(state: RunState) -> str | None:
 
 
 def step_detail(step: StepState) -> str:
-    """Why a step is where it is: its error, or the reason it was skipped or reused."""
+    """Why a step is where it is: its error, what it waits for, or why it was skipped."""
     if step.status in (StepStatus.FAILED, StepStatus.RETRYING) and step.error:
         return step.error
+    if step.status is StepStatus.WAITING and step.wait is not None:
+        return "waiting for " + wait_text(step.wait)
     return step.reason or ""
 
 
@@ -264,6 +301,13 @@ def print_status(console: Console, view: RunView) -> None:
     limits = _attempt_limits(state)
     rows = [_status_row(step_id, state.step(step_id), limits.get(step_id)) for step_id in limits]
     print_rows(console, ("step", "status", "attempts", "duration", "detail"), rows)
+    denials = notes(e for e in view.history if isinstance(e, ev.PolicyDenied))
+    if denials:
+        console.print("policy denials:", soft_wrap=True)
+        for note in denials:
+            console.print(
+                f"  {clock(note.at)} {escape(note.step_id)}: {escape(note.text)}", soft_wrap=True
+            )
 
 
 def _attempt_limits(state: RunState) -> dict[str, int | None]:

@@ -121,6 +121,12 @@ def _check_transitions(workflow: Workflow, graph: StepGraph, source: SourceFile)
 def _check_policy(workflow: Workflow, source: SourceFile) -> None:
     scope = Scope(workflow, None, frozenset(), extra_roots=frozenset(POLICY_ROOTS))
     scope = replace(scope, allow_inputs=False)
+    if workflow.policy.engine is not None:
+        message = (
+            "'engine' is a project setting: name the policy engine in wayang.policy.toml, "
+            "where it governs every workflow, and remove it here"
+        )
+        source.key_error(("policy", "engine"), message, "conflict")
     for index, rule in enumerate(workflow.policy.rules):
         where: Path = ("policy", "rules", index)
         for step_index, step_id in enumerate(rule.steps):
