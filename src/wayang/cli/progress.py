@@ -29,6 +29,7 @@ from wayang.cli.run_render import (
     seconds,
     step_detail,
     summary,
+    try_number,
 )
 from wayang.engine import events as ev
 from wayang.engine.runplan import RunPlan
@@ -121,9 +122,16 @@ class LineProgress(Progress):
     def _print(self, at: float, text: str) -> None:
         self.out.print(f"{clock(at)} {escape(text)}", soft_wrap=True)
 
+    def _try(self, step_id: str, attempt: int) -> int:
+        return try_number(self.state.step(step_id), attempt)
+
     def _attempt(self, step_id: str, attempt: int) -> str:
         limit = self.attempts(step_id)
-        return f" (attempt {attempt}/{limit})" if limit > 1 else ""
+        return f" (attempt {self._try(step_id, attempt)}/{limit})" if limit > 1 else ""
+
+    def _visit(self, step_id: str) -> str:
+        visits = self.state.step(step_id).visits
+        return f" (visit {visits})" if visits > 1 else ""
 
     def _run_started(self, event: ev.RunStarted) -> str:
         count = len(self.plan.order)
@@ -134,12 +142,14 @@ class LineProgress(Progress):
         )
 
     def _scheduled(self, event: ev.StepScheduled) -> str:
-        retry = self._attempt(event.step_id, event.attempt) if event.attempt > 1 else ""
-        return f"{event.step_id} started{retry}"
+        tries = self._try(event.step_id, event.attempt)
+        retry = self._attempt(event.step_id, event.attempt) if tries > 1 else ""
+        return f"{event.step_id} started{retry}{self._visit(event.step_id)}"
 
     def _succeeded(self, event: ev.StepSucceeded) -> str:
         limit = self.attempts(event.step_id)
-        retry = f" on attempt {event.attempt}/{limit}" if event.attempt > 1 else ""
+        tries = self._try(event.step_id, event.attempt)
+        retry = f" on attempt {tries}/{limit}" if tries > 1 else ""
         return f"{event.step_id} succeeded{retry} ({seconds(event.duration_s)})"
 
     def _failed(self, event: ev.StepFailed) -> str | None:

@@ -247,10 +247,18 @@ def step_detail(step: StepState) -> str:
     return step.reason or ""
 
 
+def try_number(step: StepState, attempt: int) -> int:
+    """Which try of the step's current visit ``attempt`` is (attempts number on across loop
+    visits; retry limits count per visit)."""
+    return attempt - step.first_attempt + 1
+
+
 def attempts_text(step: StepState, limit: int | None) -> str:
     if step.attempt == 0:
         return ""
-    return f"{step.attempt}/{limit}" if limit and limit > 1 else str(step.attempt)
+    tries = try_number(step, step.attempt)
+    text = f"{tries}/{limit}" if limit and limit > 1 else str(tries)
+    return f"{text} (visit {step.visits})" if step.visits > 1 else text
 
 
 def columns(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -118,7 +118,9 @@ def plan_workflow(
     graph = build_graph(workflow)
     undo = compensation_steps(workflow)
     steps = tuple(
-        context.plan_step(step_id, workflow.steps[step_id], tuple(graph.predecessors[step_id]))
+        context.plan_step(
+            step_id, workflow.steps[step_id], tuple(graph.forward_predecessors(step_id))
+        )
         for step_id in graph.topological_order()
     )
     steps = tuple(replace(s, compensation_only=True) if s.id in undo else s for s in steps)
