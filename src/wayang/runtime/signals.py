@@ -76,7 +76,10 @@ def check_signal(
     signal = Signal(0, step_id, kind, actor, roles, dict(data))
     decision = decide(plan, trial, signal, time.time())
     refused = [e for e in decision.events if isinstance(e, ev.SignalRejected)]
-    if refused:
+    # A refusal that also ends the wait (an offer past the round limit fails the negotiation)
+    # must reach the engine: it is what the run records.
+    ends_wait = any(isinstance(e, ev.NegotiationFailed) for e in decision.events)
+    if refused and not ends_wait:
         raise SignalRefusedError(f"run {run_id}: {refused[0].reason}")
     return state.version, roles
 
