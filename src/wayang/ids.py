@@ -14,3 +14,9 @@ def new_run_id(now: float | None = None) -> str:
     """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """A trace id: what an API call, a cron fire or an outside emit starts, in the run-id form
+    (sortable by time, unique without a server), so traces and runs read alike."""
+    return new_run_id(now)

@@ -882,6 +882,16 @@ def test_kv_overwrites_and_keeps_namespaces_apart(store: ContractStore) -> None:
     assert (store.kv_get("ns", "k"), store.kv_get("other", "k")) == (2, 3)
 
 
+def test_kv_namespaces_lists_those_with_a_prefix_and_a_key(store: ContractStore) -> None:
+    for namespace in ("state:b", "state:a", "state:a", "stat", "other:state:x", "state:%_"):
+        store.kv_set(namespace, "k", 1)
+    store.kv_set("state:gone", "k", 1)
+    store.kv_delete("state:gone", "k")
+    assert store.kv_namespaces("state:") == ["state:%_", "state:a", "state:b"]
+    assert store.kv_namespaces("state:%") == ["state:%_"]
+    assert store.kv_namespaces("nothing") == []
+
+
 # ------------------------------------------------------------------------------ lifetime
 
 

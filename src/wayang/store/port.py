@@ -17,7 +17,7 @@ Adapters implement :class:`Store`; one contract test suite runs against each of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -272,6 +272,77 @@ class DeadLetter:
     tenant: str = DEFAULT_TENANT
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One topic message handed to one event step: a task with attempts, a lease and a fate.
+
+    ``status`` is ``pending`` (waiting for its ``due_at``), ``running`` (leased to ``owner``),
+    ``succeeded`` or ``dead`` (out of attempts, or a payload its step rejects). ``data`` is the
+    message's payload; ``source`` says who published the message.
+    """
+
+    delivery_id: str
+    env: str
+    step: str
+    message_seq: int
+    topic: str
+    data: Any
+    trace_id: str
+    key: str
+    status: str
+    attempt: int
+    max_attempts: int
+    due_at: float
+    fencing_token: int
+    error: str
+    created_at: float
+    finished_at: float | None = None
+    source: str = ""
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How an attempt of a delivery ended: ``succeeded``, ``retry`` (again at ``due_at``) or
+    ``dead``. ``emits`` are published only if the outcome counts (its fencing token is current)."""
+
+    delivery_id: str
+    fencing_token: int
+    status: str
+    error: str = ""
+    due_at: float = 0.0
+    emits: Sequence[NewTopicMessage] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """Turn every message after ``env``'s cursor into deliveries, in the same transaction.
+
+    ``subscriptions`` maps a topic to its subscribing steps and their attempt limits (active
+    steps only). New deliveries start leased to ``owner`` (attempt 1), so their first attempt
+    needs no separate claim.
+    """
+
+    env: str
+    subscriptions: Mapping[str, Sequence[tuple[str, int]]]
+    owner: str
+    lease_s: float
+    tenant: str = DEFAULT_TENANT
+    limit: int = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCommit:
+    """What :meth:`Store.commit_deliveries` did: outcomes that counted and those that were
+    stale (fenced off), the seqs published, the deliveries started, and the cursor after."""
+
+    accepted: Sequence[str]
+    stale: Sequence[str]
+    published: Sequence[int]
+    started: Sequence[Delivery]
+    cursor: int
+
+
 class Store(Protocol):
     """The primitives. Every method is one transaction; ``commit`` takes many runs' appends."""
 
@@ -336,9 +407,46 @@ class Store(Protocol):
     def add_dead_letter(self, letter: DeadLetter) -> None: ...
     def dead_letters(self, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[DeadLetter]: ...
     def remove_dead_letter(self, dlq_id: str) -> DeadLetter | None: ...
+    # deliveries of topic messages to event steps
+    def commit_deliveries(
+        self,
+        outcomes: Sequence[DeliveryOutcome],
+        publish: Sequence[NewTopicMessage],
+        fan_out: FanOut | None,
+        now: float,
+        logs: Sequence[LogLine] = (),
+    ) -> DeliveryCommit: ...
+    def claim_deliveries(
+        self,
+        env: str,
+        owner: str,
+        now: float,
+        lease_s: float,
+        *,
+        limit: int = 100,
+        inactive: Sequence[str] = (),
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Delivery]: ...
+    def renew_delivery_leases(self, owner: str, now: float, lease_s: float) -> None: ...
+    def list_deliveries(
+        self,
+        *,
+        trace_id: str | None = None,
+        status: str | None = None,
+        env: str | None = None,
+        step: str | None = None,
+        limit: int = 200,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Delivery]: ...
+    def replay_delivery(
+        self, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT
+    ) -> Delivery | None: ...
+    def trace_messages(self, trace_id: str, limit: int = 1000) -> list[TopicMessage]: ...
+
     def kv_get(self, namespace: str, key: str) -> Any: ...
     def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
     def kv_delete(self, namespace: str, key: str) -> None: ...
     def kv_scan(self, namespace: str) -> dict[str, Any]: ...
+    def kv_namespaces(self, prefix: str) -> list[str]: ...
 
     def close(self) -> None: ...

@@ -18,6 +18,7 @@ from wayang.store.port import (
     ClaimedTask,
     Completion,
     DeadLetter,
+    Delivery,
     LogLine,
     NewSignal,
     NewTask,
@@ -263,3 +264,12 @@ def read_signal(row: Row) -> SignalRecord:
 def read_topic_message(row: Row) -> TopicMessage:
     seq, topic, data, created_at, key, trace_id, source, tenant = row
     return TopicMessage(seq, topic, from_json(data), created_at, key, trace_id, source, tenant)
+
+
+def read_delivery(row: Row) -> Delivery:
+    (delivery_id, env, step, seq, topic, data, trace_id, key, status, attempt, limit, due_at,
+     token, error, created_at, finished_at, source, tenant) = row  # fmt: skip
+    return Delivery(
+        delivery_id, env, step, seq, topic, from_json(data), trace_id, key, status, attempt,
+        limit, due_at, token, error, created_at, finished_at, source, tenant,
+    )  # fmt: skip

@@ -39,6 +39,7 @@ from wayang.store.port import (
     TopicMessage,
 )
 from wayang.store.sqlite_connection import DIALECT, SYNCHRONOUS_LEVELS, connect, translate
+from wayang.store.sqlite_deliveries import DeliveriesMixin
 
 DUPLICATE_COMPLETIONS = "duplicate_completions"
 _by_available_at = itemgetter(-1)
@@ -75,7 +76,7 @@ def _by_run(appends: Sequence[Append]) -> Iterator[tuple[str, _VersionMove]]:
     yield from moves.items()
 
 
-class SQLiteStore:
+class SQLiteStore(DeliveriesMixin):
     """A :class:`~wayang.store.port.Store` in one SQLite file (or in memory, for tests)."""
 
     def __init__(
@@ -479,6 +480,10 @@ class SQLiteStore:
         """Every key and value of ``namespace``."""
         found = self._rows("kv_scan", {"namespace": namespace})
         return {key: rows.from_json(value) for key, value in found}
+
+    def kv_namespaces(self, prefix: str) -> list[str]:
+        """The namespaces that start with ``prefix`` and hold at least one key, in order."""
+        return [namespace for (namespace,) in self._rows("kv_namespaces", {"prefix": prefix})]
 
     # ------------------------------------------------------------------ lifetime
 

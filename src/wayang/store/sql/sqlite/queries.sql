@@ -324,9 +324,110 @@ SELECT value FROM kv WHERE namespace = :namespace AND key = :key;
 -- name: kv_scan
 SELECT key, value FROM kv WHERE namespace = :namespace ORDER BY key;
 
+-- name: kv_namespaces
+SELECT DISTINCT namespace FROM kv
+WHERE namespace >= :prefix AND substr(namespace, 1, length(:prefix)) = :prefix
+ORDER BY namespace;
+
 -- name: kv_delete
 DELETE FROM kv WHERE namespace = :namespace AND key = :key;
 
 -- name: kv_set
 INSERT INTO kv (namespace, key, value) VALUES (:namespace, :key, :value)
 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value;
+
+-- ---------------------------------------------------------------------------------- deliveries
+
+-- name: delivery_cursor
+SELECT seq FROM delivery_cursors WHERE tenant = :tenant AND env = :env;
+
+-- name: move_delivery_cursor
+INSERT INTO delivery_cursors (tenant, env, seq) VALUES (:tenant, :env, :seq)
+ON CONFLICT (tenant, env) DO UPDATE SET seq = excluded.seq;
+
+-- What the fan-out has not seen yet, across topics, in publishing order.
+-- name: messages_after
+SELECT seq, topic, data, created_at, key, trace_id, source, tenant
+FROM topic_messages
+WHERE tenant = :tenant AND seq > :after_seq
+ORDER BY seq
+LIMIT :limit;
+
+-- A delivery made by the fan-out starts leased to the fan-out's owner (its first attempt).
+-- name: insert_delivery
+INSERT INTO deliveries (
+    delivery_id, tenant, env, step, message_seq, topic, trace_id, key, status, attempt,
+    max_attempts, due_at, owner, lease_expires_at, fencing_token, created_at
+)
+VALUES (
+    :delivery_id, :tenant, :env, :step, :message_seq, :topic, :trace_id, :key, 'running', 1,
+    :max_attempts, :now, :owner, :lease_expires_at, 1, :now
+)
+ON CONFLICT (delivery_id) DO NOTHING;
+
+-- Only the current attempt's outcome counts: the fencing token and status must match.
+-- name: finish_delivery
+UPDATE deliveries
+SET status = :status, error = :error, finished_at = :now, owner = NULL, lease_expires_at = NULL
+WHERE delivery_id = :delivery_id AND fencing_token = :fencing_token AND status = 'running';
+
+-- name: retry_delivery
+UPDATE deliveries
+SET status = 'pending', error = :error, due_at = :due_at, owner = NULL, lease_expires_at = NULL
+WHERE delivery_id = :delivery_id AND fencing_token = :fencing_token AND status = 'running';
+
+-- Due retries and deliveries whose owner's lease ran out, oldest message first; deliveries of
+-- inactive steps are held where they are.
+-- name: claim_deliveries
+UPDATE deliveries
+SET status = 'running', owner = :owner, lease_expires_at = :now + :lease_s,
+    attempt = attempt + 1, fencing_token = fencing_token + 1
+WHERE delivery_id IN (
+    SELECT delivery_id FROM deliveries
+    WHERE tenant = :tenant AND env = :env
+      AND ((status = 'pending' AND due_at <= :now)
+           OR (status = 'running' AND lease_expires_at < :now))
+      AND step NOT IN (SELECT value FROM json_each(:inactive))
+    ORDER BY message_seq
+    LIMIT :limit
+)
+RETURNING delivery_id;
+
+-- name: renew_delivery_leases
+UPDATE deliveries SET lease_expires_at = :now + :lease_s
+WHERE owner = :owner AND status = 'running';
+
+-- name: read_deliveries
+SELECT d.delivery_id, d.env, d.step, d.message_seq, d.topic, m.data, d.trace_id, d.key,
+       d.status, d.attempt, d.max_attempts, d.due_at, d.fencing_token, d.error, d.created_at,
+       d.finished_at, m.source, d.tenant
+FROM deliveries AS d JOIN topic_messages AS m ON m.seq = d.message_seq
+WHERE d.delivery_id IN (SELECT value FROM json_each(:ids))
+ORDER BY d.message_seq, d.step;
+
+-- name: list_deliveries
+SELECT d.delivery_id, d.env, d.step, d.message_seq, d.topic, m.data, d.trace_id, d.key,
+       d.status, d.attempt, d.max_attempts, d.due_at, d.fencing_token, d.error, d.created_at,
+       d.finished_at, m.source, d.tenant
+FROM deliveries AS d JOIN topic_messages AS m ON m.seq = d.message_seq
+WHERE d.tenant = :tenant
+  AND (:trace_id IS NULL OR d.trace_id = :trace_id)
+  AND (:status IS NULL OR d.status = :status)
+  AND (:env IS NULL OR d.env = :env)
+  AND (:step IS NULL OR d.step = :step)
+ORDER BY d.message_seq, d.step
+LIMIT :limit;
+
+-- A dead delivery gets its attempts back and is due at once.
+-- name: replay_delivery
+UPDATE deliveries
+SET status = 'pending', attempt = 0, error = '', due_at = :now, finished_at = NULL
+WHERE delivery_id = :delivery_id AND tenant = :tenant AND status = 'dead'
+RETURNING delivery_id;
+
+-- name: trace_messages
+SELECT seq, topic, data, created_at, key, trace_id, source, tenant
+FROM topic_messages
+WHERE trace_id = :trace_id
+ORDER BY seq
+LIMIT :limit;

@@ -1,4 +1,4 @@
--- The Wayang store for SQLite: the whole current schema (version 3).
+-- The Wayang store for SQLite: the whole current schema (version 4).
 --
 -- A new store is created from this file; an older one is brought here by migrations/. A test
 -- proves both give the same schema, so a change goes into a new migration AND into this file.
@@ -171,3 +171,43 @@ CREATE TABLE topic_messages (
 );
 
 CREATE INDEX topic_messages_by_topic ON topic_messages (tenant, topic, seq);
+
+CREATE INDEX topic_messages_by_trace ON topic_messages (trace_id, seq);
+
+-- Deliveries of topic messages to event steps: tasks with attempts, leases and fencing, one per
+-- (environment, message, step) by their id '<env>/<message seq>/<step>'. The payload stays in
+-- topic_messages.
+CREATE TABLE deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    env TEXT NOT NULL,
+    step TEXT NOT NULL,
+    message_seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    trace_id TEXT NOT NULL DEFAULT '',
+    key TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    due_at REAL NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL,
+    fencing_token INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+
+CREATE INDEX deliveries_due ON deliveries (tenant, env, status, due_at);
+
+CREATE INDEX deliveries_by_trace ON deliveries (trace_id, message_seq);
+
+CREATE INDEX deliveries_by_owner ON deliveries (owner) WHERE owner IS NOT NULL;
+
+-- Each environment's fan-out cursor: the last message seq it turned into deliveries.
+CREATE TABLE delivery_cursors (
+    tenant TEXT NOT NULL,
+    env TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tenant, env)
+);
