@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import json_text, open_app
-from wayang.cli.run_render import letter_json, print_letters
+from wayang.cli.run_render import letter_json, print_letters, print_rows
 from wayang.cli.runs import check_requirements, drive_new, exit_with
+from wayang.cli.trace_render import delivery_json
 from wayang.errors import UsageError
 from wayang.ids import new_run_id
 from wayang.runtime.operations import prepare_letter_replay
@@ -15,21 +18,29 @@ from wayang.runtime.operations import prepare_letter_replay
 
 @click.group()
 def dlq() -> None:
-    """Dead letters: steps that used up every attempt. List them, or replay one."""
+    """Dead letters: workflow steps and event-step deliveries that used up every attempt (or
+    whose payload their step rejects). List them, or replay one."""
 
 
 @dlq.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
 @pass_cli
 def list_letters(cli: CliContext, as_json: bool) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first: workflow steps, then event-step deliveries."""
     with open_app() as app:
         letters = app.store.dead_letters()
+        dead = app.store.list_deliveries(status="dead", limit=1000)
     if as_json:
-        click.echo(json_text([letter_json(letter) for letter in letters]))
-    elif letters:
+        found = [{"kind": "step", **letter_json(letter)} for letter in letters]
+        found += [{"kind": "delivery", **delivery_json(d)} for d in dead]
+        click.echo(json_text(found))
+        return
+    if letters:
         print_letters(cli.out, letters)
-    else:
+    if dead:
+        rows = [[d.delivery_id, d.step, d.topic, d.trace_id, str(d.attempt), d.error] for d in dead]
+        print_rows(cli.out, ("delivery", "step", "topic", "trace", "attempts", "error"), rows)
+    if not letters and not dead:
         cli.err.print("no dead letters", soft_wrap=True)
 
 
@@ -43,6 +54,9 @@ def replay_letter(cli: CliContext, dlq_id: str, as_json: bool) -> None:
     The letter is removed; steps before it are reused, not run again. Its run must have ended.
     Exit statuses are those of 'wayang run'.
     """
+    if _is_delivery(dlq_id):
+        _replay_delivery(cli, dlq_id, as_json)
+        return
     with open_app() as app:
         letter, request = prepare_letter_replay(app.store, dlq_id)
         check_requirements(request.plan.workflow, request.started.env_overrides)
@@ -56,3 +70,32 @@ def replay_letter(cli: CliContext, dlq_id: str, as_json: bool) -> None:
                 markup=False,
             )
         exit_with(drive_new(cli, app, request, run_id, as_json))
+
+
+def _is_delivery(dlq_id: str) -> bool:
+    """A dead delivery's id ('<env>/<message seq>/<step>') rather than a run's dead letter."""
+    with open_app() as app:
+        if any(letter.dlq_id == dlq_id for letter in app.store.dead_letters(limit=100_000)):
+            return False
+        dead = app.store.list_deliveries(status="dead", limit=100_000)
+        return any(delivery.delivery_id == dlq_id for delivery in dead)
+
+
+def _replay_delivery(cli: CliContext, delivery_id: str, as_json: bool) -> None:
+    """Make a dead delivery due again with fresh attempts; 'wayang dev' (or 'wayang emit')
+    delivers it."""
+    with open_app() as app:
+        replayed = app.store.replay_delivery(delivery_id, time.time())
+    if replayed is None:
+        raise UsageError(
+            f"no dead delivery {delivery_id!r}; 'wayang dlq list' shows the dead letters"
+        )
+    if as_json:
+        click.echo(json_text(delivery_json(replayed)))
+        return
+    cli.out.print(
+        f"delivery {delivery_id} of '{replayed.topic}' to {replayed.step} is due again; "
+        "the 'wayang dev' serving this store delivers it",
+        soft_wrap=True,
+        markup=False,
+    )

@@ -17,6 +17,7 @@ from wayang.cli.driver import STORE_KEY
 from wayang.cli.render import print_diagnostics
 from wayang.cli.reports import logs, replay, runs, status
 from wayang.cli.runs import cancel_command, drive_handover, resume, retry, run
+from wayang.cli.steps import COMMANDS as STEP_COMMANDS
 from wayang.cli.waits import COMMANDS as WAIT_COMMANDS
 from wayang.errors import DefinitionError, WayangError
 
@@ -63,6 +64,7 @@ for command in (
     dlq,
     drive_handover,
     *WAIT_COMMANDS,
+    *STEP_COMMANDS,
 ):
     cli.add_command(command)
 

@@ -24,6 +24,7 @@ from wayang.cli.run_render import (
     step_order,
     text_line,
 )
+from wayang.cli.trace_render import load_trace, trace_json, trace_lines
 from wayang.engine.replay import replay as replay_history
 from wayang.engine.state import TERMINAL_RUN, RunStatus
 from wayang.errors import UsageError
@@ -79,17 +80,36 @@ def runs(cli: CliContext, status_filter: str | None, limit: int, as_json: bool) 
 @click.argument("run_id", metavar="[RUN]", required=False)
 @click.option("--step", "step_id", metavar="ID", help="Only this step's lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--trace", "trace_id", metavar="ID", help="Everything trace ID caused, as a tree.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @pass_cli
 def logs(
-    cli: CliContext, run_id: str | None, step_id: str | None, follow: bool, as_json: bool
+    cli: CliContext,
+    *,
+    run_id: str | None,
+    step_id: str | None,
+    follow: bool,
+    trace_id: str | None,
+    as_json: bool,
 ) -> None:
-    """Print what RUN's steps wrote (default: the latest run).
+    """Print what RUN's steps wrote (default: the latest run), or with --trace what an event
+    step trace caused: each message, the deliveries it made, their log lines and emits.
 
     Each line reads HH:MM:SS step[attempt] stream | text; between them, events of note
     (policy denials, votes, offers, events taken, timers, compensation) read
     HH:MM:SS step event | text.
     """
+    if trace_id is not None:
+        if run_id is not None or follow:
+            raise UsageError("--trace shows one trace; leave out RUN and --follow")
+        with open_app() as app:
+            trace = load_trace(app.store, trace_id)
+        if as_json:
+            click.echo(json_text(trace_json(trace)))
+        else:
+            for line in trace_lines(trace):
+                click.echo(line)
+        return
     with open_app() as app:
         store = app.store
         run_id = run_id or latest_run(store)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -22,9 +23,12 @@ from wayang.cli.authoring import parse_assignments
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import json_text, open_app
 from wayang.cli.run_render import iso_time, local_time, print_rows
+from wayang.cli.steps import deliver_in_process, dev_server_running
 from wayang.errors import UsageError
+from wayang.ids import new_trace_id
 from wayang.runtime.operations import current_actor
 from wayang.runtime.signals import PendingWait, deliver, pending_waits, publish, send_signal
+from wayang.steps.project import load_project
 from wayang.store.port import SignalRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -299,25 +303,52 @@ def complete(
 @click.argument("topic")
 @click.option("--data", metavar="JSON", required=True, help="The event's data, as JSON.")
 @click.option("--key", metavar="KEY", default="", help="A key runs can correlate on.")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The steps project to deliver to (default: found from the current folder).",
+)
+@click.option("--no-deliver", is_flag=True, help="Only publish; leave deliveries to 'wayang dev'.")
+@click.option(
+    "--wait", "wait_s", type=float, default=30.0, show_default=True,
+    help="Seconds to wait for in-process deliveries to finish.",
+)  # fmt: skip
 @_as_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: seq, topic.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: seq, topic, trace.")
 @pass_cli
 def emit(
-    cli: CliContext, topic: str, *, data: str, key: str, as_user: str | None, as_json: bool
+    cli: CliContext,
+    topic: str,
+    *,
+    data: str,
+    key: str,
+    project_dir: Path | None,
+    no_deliver: bool,
+    wait_s: float,
+    as_user: str | None,
+    as_json: bool,
 ) -> None:
-    """Publish an event on TOPIC; print its sequence number.
+    """Publish an event on TOPIC (starting a trace); print its sequence number.
 
-    This only publishes. A run waiting on TOPIC takes the event when it is next driven: the
-    engine driving it looks for new events every 0.2 s, and 'wayang resume RUN' drives a run
-    that nobody drives.
+    Runs waiting on TOPIC take it when next driven (their engine looks every 0.2 s; 'wayang
+    resume RUN' drives a run nobody drives). Event steps subscribed to TOPIC get it: from the
+    'wayang dev' serving this store when one runs, else here, in this process, until every
+    delivery it causes is done (--no-deliver only publishes).
     """
     value = parse_json(data, "--data")
+    trace_id = new_trace_id()
     with open_app() as app:
-        seq = publish(app.store, topic, value, actor=actor_of(as_user), key=key)
-    if as_json:
-        click.echo(json_text({"seq": seq, "topic": topic}))
-    else:
-        click.echo(str(seq))
+        seq = publish(app.store, topic, value, actor=actor_of(as_user), key=key, trace_id=trace_id)
+        if as_json:
+            click.echo(json_text({"seq": seq, "topic": topic, "trace_id": trace_id}))
+        else:
+            click.echo(str(seq))
+            cli.err.print(f"trace {trace_id}", soft_wrap=True, markup=False)
+        env = load_project(project_dir).config.environment
+        if not no_deliver and dev_server_running(app, env) is None:
+            deliver_in_process(cli, app, project_dir, wait_s, quiet=as_json)
 
 
 COMMANDS = (approvals, approve, reject, offer, accept, decline, complete, emit)

@@ -148,12 +148,15 @@ def publish(
     *,
     actor: str,
     key: str = "",
+    trace_id: str = "",
     tenant: str = DEFAULT_TENANT,
 ) -> int:
-    """Publish an event on a topic; waits of any run matching it take it. Its sequence number."""
-    return store.publish(
-        NewTopicMessage(topic, data, time.time(), key=key, source=f"user:{actor}", tenant=tenant)
+    """Publish an event on a topic; waits of any run matching it take it, and event steps
+    subscribed to it get a delivery. Its sequence number."""
+    message = NewTopicMessage(
+        topic, data, time.time(), key=key, trace_id=trace_id, source=f"user:{actor}", tenant=tenant
     )
+    return store.publish(message)
 
 
 def pending_waits(
