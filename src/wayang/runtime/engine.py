@@ -277,8 +277,18 @@ class Engine:
         claimed = await committer.call(
             self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
         )
-        for timer in await committer.call(self.store.run_timers, run_id):
+        timers = await committer.call(self.store.run_timers, run_id)
+        overdue = [timer.due_at for timer in timers if timer.due_at <= now]
+        arrived = None
+        if overdue and cancel is None:
+            arrived = await self._waits.arrived(live, min(overdue))
+        for timer in timers:
             self._arm(live, timer)
+        if arrived is not None:
+            # Votes and events that reached the waits while nobody drove the run, before a
+            # deadline that passed meanwhile, go in first: the overdue timers armed above
+            # fire only once this returns to the loop.
+            self._waits.take(live, arrived)
         if cancel is not None:
             self._feed(live, CancelRun(cancel))
         else:
@@ -562,6 +572,9 @@ class _Work:
                 {"kind": command.kind, "step_id": command.step_id, "attempt": command.attempt},
                 live.tenant,
             )
+            # A timer may be armed again under its id (a sleep that fired early): the store
+            # deletes before it inserts, so the new row replaces the old one.
+            self.cancel_timers.append(command.timer_id)
             self.timers.append(timer)
             self.engine._arm(live, timer)
         elif isinstance(command, CancelTimer):
@@ -584,6 +597,8 @@ class _Work:
             self._cancel_timer(timer_id)
 
     def _cancel_timer(self, timer_id: str) -> None:
+        # A timer started by this same decision is never written (deletes go before inserts).
+        self.timers = [timer for timer in self.timers if timer.timer_id != timer_id]
         self.cancel_timers.append(timer_id)
         handle = self.live.timers.pop(timer_id, None)
         if handle is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wayang.engine import events as ev
@@ -25,6 +27,8 @@ from wayang.errors import WayangError
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunNotFoundError
 from wayang.runtime.operations import prepare_child_run
 from wayang.runtime.records import read_events
+from wayang.store.port import SignalRecord
+from wayang.store.port import TopicMessage as StoredMessage
 
 if TYPE_CHECKING:
     from wayang.runtime.engine import Engine, _LiveRun
@@ -57,8 +61,10 @@ class WaitWatcher:
                 await self._children(live)
 
     async def _signals(self, live: _LiveRun) -> None:
-        store = self.engine.store
-        for record in await self._call(store.pending_signals, live.run_id):
+        self._take_signals(live, await self._call(self.engine.store.pending_signals, live.run_id))
+
+    def _take_signals(self, live: _LiveRun, records: Sequence[SignalRecord]) -> None:
+        for record in records:
             if record.seq in live.fed_signals:
                 continue
             live.fed_signals.add(record.seq)
@@ -68,16 +74,49 @@ class WaitWatcher:
             self.engine._feed(live, signal)
 
     async def _messages(self, live: _LiveRun) -> None:
-        topics = {w["topic"] for _, w in _waiting(live.state) if w["kind"] == "event"}
-        since = live.state.started_at or 0.0
-        for topic in sorted(topics):
+        for topic in _event_topics(live.state):
             after = live.cursors.get(topic, 0)
             messages = await self._call(
-                self.engine.store.topic_messages, topic, after, since, 1000, live.tenant
+                self.engine.store.topic_messages, topic, after, _since(live), 1000, live.tenant
             )
-            for message in messages:
-                live.cursors[topic] = message.seq
-                self.engine._feed(live, TopicMessage(message.seq, message.topic, message.data))
+            self._offer(live, topic, messages)  # if a wait began, the next poll starts over
+
+    def _offer(self, live: _LiveRun, topic: str, messages: Sequence[StoredMessage]) -> bool:
+        """Offer ``messages`` in order; False if a new wait on the topic began meanwhile: it
+        must see every message since the run began, so the rest are offered again from there."""
+        for message in messages:
+            live.cursors[topic] = message.seq
+            self.engine._feed(live, TopicMessage(message.seq, message.topic, message.data))
+            if topic not in live.cursors:
+                return False
+        return True
+
+    # --- after a restart -----------------------------------------------------------------------
+
+    async def arrived(self, live: _LiveRun, before: float) -> Arrived:
+        """The signals and messages for the run's waits that came before ``before``."""
+        store, found = self.engine.store, Arrived()
+        kinds = {wait["kind"] for _, wait in _waiting(live.state)}
+        if kinds & {"approval", "negotiation", "complete"}:
+            pending = await self._call(store.pending_signals, live.run_id)
+            found.signals = [record for record in pending if record.created_at < before]
+        for topic in _event_topics(live.state):
+            messages = await self._call(
+                store.topic_messages, topic, 0, _since(live), 1000, live.tenant
+            )
+            early = itertools.takewhile(lambda message: message.created_at < before, messages)
+            found.messages[topic] = list(early)
+        return found
+
+    def take(self, live: _LiveRun, arrived: Arrived) -> None:
+        """Feed what :meth:`arrived` found, at once: a restarted engine takes it before the
+        timers of the deadlines that passed while nobody drove the run (it came first)."""
+        self._take_signals(live, arrived.signals)
+        for topic, messages in arrived.messages.items():
+            # Each pass that stops early consumed a message; at most one pass per message.
+            for _ in range(len(messages) + 1):
+                if self._offer(live, topic, messages):
+                    break
 
     def noticed(self, live: _LiveRun, events: Sequence[ev.Event]) -> None:
         """A new event wait sees every message since the run began: rewind its topic."""
@@ -155,6 +194,23 @@ class WaitWatcher:
 
     async def _call(self, function: Any, *args: Any) -> Any:
         return await self.engine._require_committer().call(function, *args)
+
+
+@dataclass
+class Arrived:
+    """Inputs that reached a run's waits while nobody drove it (see :meth:`WaitWatcher.arrived`)."""
+
+    signals: list[SignalRecord] = field(default_factory=list)
+    messages: dict[str, list[StoredMessage]] = field(default_factory=dict)
+
+
+def _since(live: _LiveRun) -> float:
+    """Event waits consider the messages published since the run started."""
+    return live.state.started_at or 0.0
+
+
+def _event_topics(state: RunState) -> list[str]:
+    return sorted({wait["topic"] for _, wait in _waiting(state) if wait["kind"] == "event"})
 
 
 def _waiting(state: RunState) -> list[tuple[str, dict[str, Any]]]:
