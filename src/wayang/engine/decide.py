@@ -157,7 +157,7 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
         self.commands.append(StartTimer(timer_id, due, "retry", done.step_id, done.attempt))
 
     def _timer_fired(self, fired: TimerFired) -> None:
-        if fired.kind == "sleep":
+        if fired.kind in ("sleep", "wait-timeout"):
             self.wait_timer_fired(fired)  # re-arms itself if it fired early
             return
         self.commands.append(CancelTimer(fired.timer_id))
@@ -165,20 +165,20 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
             timeout = self.state.started.timeout_s if self.state.started else None
             self._cancel(f"run timed out after {timeout}s", failed=True)
             return
-        if fired.kind == "wait-timeout":
-            self.wait_timer_fired(fired)
-            return
         step = self.state.steps.get(fired.step_id or "")
         if step is None or step.status is not StepStatus.RETRYING or step.attempt != fired.attempt:
             return
-        if self._stopping_steps():
-            return
+        stopping = self.state.cancel_requested or self._failing()
+        if stopping and fired.step_id not in self.state.compensation_all:
+            return  # a stopping run resumes no back-off but a compensation step's
         self.dispatch(self.run.steps[fired.step_id or ""], fired.attempt + 1)
 
     def _cancel(self, reason: str, failed: bool = False) -> None:
         if self.state.cancel_requested:
             return
         self.emit(ev.RunCancelRequested(reason, self.now, failed))
+        if self.state.compensating:
+            return  # nothing but compensation runs now, and a compensation is never stopped
         for step_id, step in self.state.steps.items():
             if step.status in ACTIVE_STEP and step.task_id:
                 self.commands.append(StopTask(step.task_id, step_id))

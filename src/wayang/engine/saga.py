@@ -48,10 +48,7 @@ class SagaMixin(DeciderBase):
             if self.run.steps[step_id].compensate
             and self.state.step(step_id).status is StepStatus.SUCCEEDED
         ]
-        succeeded.sort(
-            key=lambda s: (self.state.step(s).finished_at or 0.0, self.run.index[s]),
-            reverse=True,
-        )
+        succeeded.sort(key=lambda s: self.state.step(s).succeeded_seq, reverse=True)
         steps: list[str] = []
         undoing: list[str] = []
         for step_id in succeeded:

@@ -63,6 +63,9 @@ class StepState:
     first_attempt: int = 1  # the first attempt of the current visit (retries count from it)
     via: str = ""  # the step whose loop transition started the current visit
     wait: dict[str, Any] | None = None  # what a waiting step waits for, and what came so far
+    # When it last succeeded, as the run's version then: the order of completion (compensation
+    # undoes in reverse of it), which timestamps cannot give (equal, or a clock set back).
+    succeeded_seq: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """What expressions see as ``steps.<id>``."""
@@ -169,6 +172,7 @@ def _reused(state: RunState, event: ev.StepReused) -> None:
         f"reused from {event.from_run}",
         event.at,
     )
+    step.succeeded_seq = state.version
 
 
 def _started(state: RunState, event: ev.StepStarted) -> None:
@@ -183,6 +187,7 @@ def _succeeded(state: RunState, event: ev.StepSucceeded) -> None:
     state.move(step, StepStatus.SUCCEEDED)
     step.outputs, step.error = event.outputs, None
     step.finished_at, step.duration_s = event.at, step.duration_s + event.duration_s
+    step.succeeded_seq = state.version
 
 
 def _failed(state: RunState, event: ev.StepFailed) -> None:

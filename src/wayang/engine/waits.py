@@ -172,19 +172,28 @@ class WaitsMixin(DeciderBase):
     def wait_timer_fired(self, fired: TimerFired) -> None:
         step = self._waiting(fired.step_id or "")
         if step is None or step.attempt != fired.attempt or step.wait is None:
+            if fired.kind != "sleep":
+                self.commands.append(CancelTimer(fired.timer_id))
             return
         step_id, wait = fired.step_id or "", step.wait
+        due = self._deadline(step_id, wait) if fired.kind != "sleep" else wait["due_at"]
+        if self.now < due:  # never early: a clock that fired too soon waits more
+            self.commands.append(StartTimer(fired.timer_id, due, fired.kind, step_id, step.attempt))
+            return
         if fired.kind == "sleep":
-            if self.now < wait["due_at"]:  # never early: a clock that fired too soon waits more
-                self.commands.append(
-                    StartTimer(fired.timer_id, wait["due_at"], "sleep", step_id, step.attempt)
-                )
-                return
             self.emit(ev.StepTimerFired(step_id, wait["due_at"], self.now))
             self.succeed_wait(step_id, {"due_at": wait["due_at"], "fired_at": self.now})
             return
+        self.commands.append(CancelTimer(fired.timer_id))
         self.emit(ev.WaitTimedOut(step_id, self.now - wait["since"], self.now))
         self._timed_out(step_id, wait)
+
+    def _deadline(self, step_id: str, wait: dict[str, Any]) -> float:
+        """When a wait times out: its ``due_at`` (moved on by an escalation), else (a child run)
+        its start plus the step's timeout."""
+        if wait.get("due_at") is not None:
+            return float(wait["due_at"])
+        return float(wait["since"]) + (self.run.steps[step_id].timeout_s or 0.0)
 
     def _timed_out(self, step_id: str, wait: dict[str, Any]) -> None:
         kind, planned = wait["kind"], self.run.steps[step_id]
