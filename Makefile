@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/expr_bench.py
 	for w in chain fanout many trivial shell; do $(BIN)/python bench/wayang_bench.py --workload $$w; done
 	$(BIN)/python bench/memory_bench.py
+	$(BIN)/python bench/steps_bench.py --workload all
 
 $(BIN)/python:
 	@scripts/bootstrap-python.sh "$(PYTHON)"

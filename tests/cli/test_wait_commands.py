@@ -287,9 +287,7 @@ def test_logs_show_votes_between_the_step_lines(wayang: Wayang, expense: str) ->
     ).items()
 
 
-def test_status_and_logs_show_a_policy_denial_and_its_rule(
-    wayang: Wayang, tmp_path: Path
-) -> None:
+def test_status_and_logs_show_a_policy_denial_and_its_rule(wayang: Wayang, tmp_path: Path) -> None:
     path = tmp_path / "guarded.toml"
     path.write_text(textwrap.dedent(GUARDED), "utf-8")
     run = wayang("run", str(path), "--json")

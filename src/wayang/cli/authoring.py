@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import click
@@ -18,7 +19,9 @@ from wayang.model.plan import plan_workflow
 from wayang.model.schema import workflow_json_schema
 from wayang.requirements import missing_requirements
 
-TEMPLATES = ("basic", "release")
+TEMPLATES = ("basic", "release", "steps")
+"""``basic`` and ``release`` write a workflow.toml; ``steps`` writes an event-steps project."""
+STEPS_TEMPLATE = "steps"
 
 
 def parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -56,23 +59,67 @@ def write_atomically(path: Path, text: str) -> None:
     type=click.Choice(TEMPLATES),
     default="basic",
     show_default=True,
-    help="Which starter workflow to write.",
+    help="Which starter to write: a workflow.toml (basic, release) or an event-steps project "
+    "(steps).",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing workflow.toml.")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @pass_cli
 def init(cli: CliContext, directory: Path, template: str, force: bool) -> None:
-    """Scaffold a commented workflow.toml (and its JSON Schema for editors) in DIRECTORY."""
+    """Scaffold a commented workflow.toml (and its JSON Schema for editors) in DIRECTORY.
+
+    With '--template steps', scaffold an event-steps project instead: wayang.toml and a small
+    flow in steps/ (an API step and an event step) that 'wayang dev' runs as it is.
+    """
+    if template == STEPS_TEMPLATE:
+        _init_steps(cli, directory, force)
+        return
     target = directory / "workflow.toml"
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
-    text = (
-        resources.files("wayang.cli").joinpath("templates").joinpath(f"{template}.toml").read_text()
-    )
+    text = _templates().joinpath(f"{template}.toml").read_text()
     write_atomically(directory / "workflow.schema.json", _schema_text())
     write_atomically(target, text)
     cli.out.print(f"created {target} from the '{template}' template", soft_wrap=True)
     cli.out.print(f"next: wayang validate {target} && wayang plan {target}", soft_wrap=True)
+
+
+def _templates() -> Traversable:
+    return resources.files("wayang.cli").joinpath("templates")
+
+
+def _steps_template_files(folder: Traversable, prefix: str = "") -> dict[str, str]:
+    """The steps template's files by their path in the new project (``*.tmpl`` names, with the
+    suffix dropped; ``gitignore`` becomes ``.gitignore``)."""
+    files: dict[str, str] = {}
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            files |= _steps_template_files(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".tmpl"):
+            name = entry.name.removesuffix(".tmpl")
+            files[prefix + ("." + name if name == "gitignore" else name)] = entry.read_text()
+    return files
+
+
+def _init_steps(cli: CliContext, directory: Path, force: bool) -> None:
+    files = _steps_template_files(_templates().joinpath(STEPS_TEMPLATE))
+    existing = sorted(name for name in files if (directory / name).exists())
+    if existing and not force:
+        listed = ", ".join(str(directory / name) for name in existing)
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UsageError(f"{listed} already {verb}; pass --force to overwrite")
+    for name, text in sorted(files.items()):
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, text)
+    created = f"created a steps project in {directory} from the 'steps' template"
+    cli.out.print(created, soft_wrap=True, markup=False)
+    cli.out.print(
+        f"next: wayang dev --project {directory}, then curl -X POST localhost:3000/hello "
+        "-H 'content-type: application/json' -d '{\"name\": \"Ann\"}'",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @click.command()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -26,6 +28,9 @@ from wayang.steps.registry import StepRegistry
 from wayang.steps.runtime import Finished
 from wayang.steps.service import DEV_SERVERS, StepsProject, StepsServer
 from wayang.store.port import LogLine
+
+if TYPE_CHECKING:
+    import uvicorn
 
 _project_option = click.option(
     "--project",
@@ -48,10 +53,10 @@ def open_steps(app: App, project_dir: Path | None) -> Iterator[StepsProject]:
 def _loaded(cli: CliContext, steps: StepsProject, *, strict: bool = False) -> StepRegistry:
     """Load the project's steps and print what is wrong; with ``strict``, errors stop here."""
     registry = steps.load()
+    if strict and registry.errors:
+        raise DefinitionError(registry.diagnostics)  # the top level prints them, once
     if registry.diagnostics:
         print_diagnostics(cli.err, registry.diagnostics)
-    if strict and registry.errors:
-        raise DefinitionError(registry.errors)
     if not registry.steps and not registry.errors:
         folders = ", ".join(steps.project.config.steps.folders)
         raise UsageError(
@@ -96,7 +101,7 @@ async def _serve(
         config = uvicorn.Config(
             server.http, host=host, port=port, log_level="warning", lifespan="off", access_log=False
         )
-        http = uvicorn.Server(config)
+        http = _dev_http(config)
         watcher = asyncio.create_task(_watch(cli, steps, server)) if reload else None
         url = f"http://{host}:{port}"
         steps.store.kv_set(DEV_SERVERS, steps.env, {"url": url, "owner": owner})
@@ -109,6 +114,32 @@ async def _serve(
                 await asyncio.gather(watcher, return_exceptions=True)
             with contextlib.suppress(Exception):
                 steps.store.kv_delete(DEV_SERVERS, steps.env)
+
+
+def _dev_http(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, except that Ctrl-C or SIGTERM only stops it.
+
+    uvicorn raises the signal again once it has stopped, which for SIGTERM kills the process
+    before the runtime is closed and the dev-server entry removed; here ``wayang dev`` finishes
+    its shutdown and exits 0.
+    """
+    import uvicorn  # noqa: PLC0415 - only the dev server pays for importing it
+
+    class DevServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            stops = (signal.SIGINT, signal.SIGTERM)
+            saved = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+            try:
+                yield
+            finally:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    return DevServer(config)
 
 
 def _banner(registry: StepRegistry, url: str) -> str:

@@ -9,6 +9,11 @@ them as a whole. ``wayang.toml`` and ``wayang.lock`` are read by :func:`load_pro
 
 from __future__ import annotations
 
+# ``cron`` and ``http`` name both helpers (``from wayang.steps import cron, http``) and submodules
+# (the cron scheduler, the ASGI app). Importing a submodule binds its name on this package, so
+# the submodules are imported first and the helpers, imported after them, keep the names.
+from wayang.steps import cron as _cron_scheduler  # noqa: F401
+from wayang.steps import http as _http_app  # noqa: F401
 from wayang.steps.config import StepSource, step_from_config
 from wayang.steps.discovery import DEFAULT_FOLDERS, StepLoader, discover_steps, find_step_files
 from wayang.steps.helpers import cron, http, noop, step, topic

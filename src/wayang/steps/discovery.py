@@ -18,6 +18,7 @@ file gave, so ``wayang dev`` can re-import just the files that changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -147,6 +148,8 @@ class StepLoader:
         self._folder_diagnostics = self._check_folders()
         paths = find_step_files(self.root, self.folders)
         stale = {path.resolve() for path in changed}
+        for path in stale:
+            _forget_bytecode(path)
         if _evict_modules(stale - set(paths) - set(self.files)):
             everything = True
         for gone in set(self.files) - set(paths):
@@ -193,6 +196,16 @@ class StepLoader:
 def _put_on_path(root: Path) -> None:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+
+
+def _forget_bytecode(path: Path) -> None:
+    """Delete the cached bytecode of a changed file. It is trusted while the file's size and
+    modification time in whole seconds agree, so an edit that keeps the size within the same
+    second (``201`` to ``202``) would run the old code on reload."""
+    if path.suffix != ".py":
+        return
+    with contextlib.suppress(OSError, ValueError):
+        Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
 
 
 def _evict_modules(paths: set[Path]) -> bool:

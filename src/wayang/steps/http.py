@@ -2,15 +2,16 @@
 
 The handler gets a :class:`~wayang.steps.context.Request` and returns
 ``{"status": …, "body": …, "headers": …}``. A body that fails the step's ``bodySchema`` is a 400;
-an unknown route a 404; a handler that raises a 500 — each an RFC 9457 problem document that says
-what went wrong, never a traceback. The response is sent only after the handler's emits are
-durable.
+an unknown route a 404; the route of a deactivated step a 503; a handler that raises a 500 — each
+an RFC 9457 problem document that says what went wrong, never a traceback. The response is sent
+only after the handler's emits are durable.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from starlette.requests import Request as HttpRequest
@@ -26,6 +27,8 @@ PROBLEM_BASE = "https://wayang.dev/problems/"
 
 
 class Routes(Protocol):
+    @property
+    def inactive(self) -> AbstractSet[str]: ...
     def match(self, method: str, path: str) -> tuple[StepDef, dict[str, str]] | None: ...
 
 
@@ -54,11 +57,18 @@ class StepsApp:
 
     async def respond(self, http: HttpRequest) -> Response:
         method, path = http.method.upper(), http.url.path
-        found = self.routes().match(method, path)
+        routes = self.routes()
+        found = routes.match(method, path)
         if found is None:
             detail = f"no API step serves {method} {path}; 'wayang flows' lists the API steps"
             return problem(404, "no-route", "No such route", detail)
         step, path_params = found
+        if step.name in routes.inactive:
+            detail = (
+                f"step '{step.name}' serves {method} {path} but is deactivated; "
+                f"'wayang steps activate {step.name}' turns it back on"
+            )
+            return problem(503, "step-inactive", "The step is deactivated", detail, step=step.name)
         raw = (await http.body()).decode("utf-8", errors="replace")
         try:
             body = _parse_body(raw, http.headers.get("content-type", ""))

@@ -113,6 +113,10 @@ class StepRuntime:
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
         self._idle = asyncio.Event()
+        # A commit or a claim on its way: what they finish or lease is in neither _running nor
+        # _batch until they return, so settle() must not take their absence for quiet.
+        self._committing = False
+        self._claiming = False
         self.cursor = 0
         self.failure: BaseException | None = None
 
@@ -177,7 +181,8 @@ class StepRuntime:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             await self.flush()
-            if not self._running and not self._batch and not self._due_soon():
+            busy = self._running or self._batch or self._committing or self._claiming
+            if not busy and not self._due_soon():
                 return True
             await asyncio.sleep(self.settings.poll_every_s)
         return False
@@ -197,11 +202,13 @@ class StepRuntime:
             await self._wake.wait()
             self._wake.clear()
             batch, self._batch = self._batch, _Batch()
+            self._committing = True
             try:
                 result: DeliveryCommit = await loop.run_in_executor(
                     self._writer, self._commit, batch
                 )
             except BaseException as exc:
+                self._committing = False
                 self.failure = exc
                 for waiter in batch.waiters:
                     if not waiter.done():
@@ -210,6 +217,7 @@ class StepRuntime:
             self.cursor = result.cursor
             for delivery in result.started:
                 self._start(delivery)
+            self._committing = False
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -234,9 +242,13 @@ class StepRuntime:
             latest = await loop.run_in_executor(self._writer, self.store.latest_topic_seq)
             if latest > self.cursor:
                 self._wake.set()
-            claimed = await loop.run_in_executor(self._writer, self._claim)
-            for delivery in claimed:
-                self._start(delivery)
+            self._claiming = True
+            try:
+                claimed = await loop.run_in_executor(self._writer, self._claim)
+                for delivery in claimed:
+                    self._start(delivery)
+            finally:
+                self._claiming = False
 
     def _claim(self) -> list[Delivery]:
         return self.store.claim_deliveries(
