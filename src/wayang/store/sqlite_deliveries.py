@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wayang.store import rows
 from wayang.store.port import (
@@ -35,11 +35,11 @@ class DeliveriesMixin:
 
     _sql: dict[str, str] | Any
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by SQLiteStore, which this class is mixed into
 
-    def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]: ...
 
     def commit_deliveries(
         self,
