@@ -314,7 +314,7 @@ async def serve(kind: str, port: int, synchronous: str) -> None:
     """Run one server until SIGTERM/SIGINT (the ``--serve`` mode, in its own process)."""
     import uvicorn  # noqa: PLC0415 - only the server processes need it
 
-    from wayang.steps.http import StepsApp  # noqa: PLC0415
+    from wayang.steps.asgi import StepsApp  # noqa: PLC0415
 
     def config(app: Any) -> uvicorn.Config:
         # What `wayang dev` passes to uvicorn (src/wayang/cli/steps.py), for both apps.

@@ -33,10 +33,11 @@ import pytest
 
 from cli_runs import child_env, wait_for
 from wayang.cli.main import main
-from wayang.steps.cron import CRON_FIRES, CronScheduler
+from wayang.cli.steps import DEV_SERVERS
 from wayang.steps.project import load_project
 from wayang.steps.runtime import RuntimeSettings
-from wayang.steps.service import DEV_SERVERS, StepsProject, StepsServer
+from wayang.steps.schedule import CRON_FIRES, CronScheduler
+from wayang.steps.service import StepsProject, StepsServer
 from wayang.store.port import Delivery
 from wayang.store.sqlite import SQLiteStore
 

@@ -22,15 +22,19 @@ from wayang.cli.render import print_diagnostics
 from wayang.cli.run_render import clock, print_rows
 from wayang.errors import DefinitionError, UsageError
 from wayang.runtime.owner import new_owner_id, owner_is_gone
-from wayang.steps.lock import check_lock, write_lock
-from wayang.steps.project import load_project
-from wayang.steps.registry import StepRegistry
-from wayang.steps.runtime import Finished
-from wayang.steps.service import DEV_SERVERS, StepsProject, StepsServer
 from wayang.store.port import LogLine
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from wayang.steps.registry import StepRegistry
+    from wayang.steps.runtime import Finished
+    from wayang.steps.service import StepsProject, StepsServer
+
+# The steps package (pydantic schemas, the ASGI app, Redis) is imported by the commands that use
+# it, not when the CLI starts: every other command would pay for it.
+DEV_SERVERS = "dev-servers"
+"""Per environment, the ``wayang dev`` serving it: ``{"url", "owner"}``."""
 
 _project_option = click.option(
     "--project",
@@ -43,6 +47,9 @@ _project_option = click.option(
 
 @contextlib.contextmanager
 def open_steps(app: App, project_dir: Path | None) -> Iterator[StepsProject]:
+    from wayang.steps.project import load_project  # noqa: PLC0415 - see DEV_SERVERS
+    from wayang.steps.service import StepsProject  # noqa: PLC0415
+
     steps = StepsProject(load_project(project_dir), app.store)
     try:
         yield steps
@@ -94,6 +101,8 @@ async def _serve(
     cli: CliContext, steps: StepsProject, host: str, port: int, *, reload: bool
 ) -> None:
     import uvicorn  # noqa: PLC0415 - only the dev server pays for importing it
+
+    from wayang.steps.service import StepsServer  # noqa: PLC0415 - see DEV_SERVERS
 
     log = _LiveLog(cli)
     owner = new_owner_id()
@@ -297,6 +306,8 @@ def lock(cli: CliContext, project_dir: Path | None, check: bool) -> None:
     with open_app() as app, open_steps(app, project_dir) as steps:
         registry = _loaded(cli, steps, strict=True)
         if check:
+            from wayang.steps.lock import check_lock  # noqa: PLC0415 - see DEV_SERVERS
+
             changes = check_lock(registry, steps.root)
             for change in changes:
                 cli.out.print(escape(change), soft_wrap=True)
@@ -304,6 +315,8 @@ def lock(cli: CliContext, project_dir: Path | None, check: bool) -> None:
                 raise click.exceptions.Exit(1)
             cli.out.print("wayang.lock matches the steps", soft_wrap=True)
             return
+        from wayang.steps.lock import write_lock  # noqa: PLC0415 - see DEV_SERVERS
+
         path = write_lock(registry, steps.root)
     cli.out.print(f"wrote {path} ({len(registry.steps)} steps)", soft_wrap=True, markup=False)
 
@@ -323,6 +336,9 @@ def deliver_in_process(
     cli: CliContext, app: App, project_dir: Path | None, timeout_s: float, *, quiet: bool = False
 ) -> bool:
     """Run the project's deliveries here until nothing is left to do; False if no project."""
+    from wayang.steps.project import load_project  # noqa: PLC0415 - see DEV_SERVERS
+    from wayang.steps.service import StepsProject, StepsServer  # noqa: PLC0415
+
     project = load_project(project_dir)
     steps = StepsProject(project, app.store)
     try:

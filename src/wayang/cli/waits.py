@@ -28,7 +28,6 @@ from wayang.errors import UsageError
 from wayang.ids import new_trace_id
 from wayang.runtime.operations import current_actor
 from wayang.runtime.signals import PendingWait, deliver, pending_waits, publish, send_signal
-from wayang.steps.project import load_project
 from wayang.store.port import SignalRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -346,6 +345,8 @@ def emit(
         else:
             click.echo(str(seq))
             cli.err.print(f"trace {trace_id}", soft_wrap=True, markup=False)
+        from wayang.steps.project import load_project  # noqa: PLC0415 - see cli.steps
+
         env = load_project(project_dir).config.environment
         if not no_deliver and dev_server_running(app, env) is None:
             deliver_in_process(cli, app, project_dir, wait_s, quiet=as_json)

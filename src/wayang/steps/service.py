@@ -14,20 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from wayang.errors import Diagnostic
-from wayang.steps.cron import CronScheduler
+from wayang.steps.asgi import StepsApp
 from wayang.steps.discovery import StepLoader
-from wayang.steps.http import StepsApp
 from wayang.steps.project import Project
 from wayang.steps.registry import StepRegistry
 from wayang.steps.runtime import Finished, RuntimeSettings, StepRuntime
+from wayang.steps.schedule import CronScheduler
 from wayang.steps.state import StateAdapter, open_state
 from wayang.store.port import LogLine, Store
 
 ACTIVATION = "step-registry"
 """The store's key-value namespace holding, per environment, the names of deactivated steps."""
-
-DEV_SERVERS = "dev-servers"
-"""Per environment, the ``wayang dev`` serving it: ``{"url", "owner"}``."""
 
 
 def saved_inactive(store: Store, env: str) -> set[str]:
