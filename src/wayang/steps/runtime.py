@@ -431,9 +431,10 @@ class StepRuntime:
         finally:
             self._batch.logs.extend(logs)
             self._wake.set()
-        for message in self._messages(ctx.emitted, trace_id, source):
-            self._batch.publish.append(message)
-        await self.flush()
+        if ctx.emitted:  # only emits must be durable before the trigger answers
+            for message in self._messages(ctx.emitted, trace_id, source):
+                self._batch.publish.append(message)
+            await self.flush()
         return result
 
 

@@ -345,11 +345,13 @@ SELECT seq FROM delivery_cursors WHERE tenant = :tenant AND env = :env;
 INSERT INTO delivery_cursors (tenant, env, seq) VALUES (:tenant, :env, :seq)
 ON CONFLICT (tenant, env) DO UPDATE SET seq = excluded.seq;
 
--- What the fan-out has not seen yet, across topics, in publishing order.
+-- What the fan-out has not seen yet, across topics, in publishing order. The unary + keeps the
+-- planner off the (tenant, topic, seq) index, which would read every message and sort them: a
+-- range of the primary key is what this wants.
 -- name: messages_after
 SELECT seq, topic, data, created_at, key, trace_id, source, tenant
 FROM topic_messages
-WHERE tenant = :tenant AND seq > :after_seq
+WHERE +tenant = :tenant AND seq > :after_seq
 ORDER BY seq
 LIMIT :limit;
 
