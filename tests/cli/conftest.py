@@ -10,29 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import Result, Wayang, child_env
-from wayang.cli.main import main
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The store of the test; also $WAYANG_STORE, so nothing reaches the user's own store."""
-    path = tmp_path / "wayang.db"
-    monkeypatch.setenv("WAYANG_STORE", str(path))
-    return path
-
-
-@pytest.fixture
-def wayang(db: Path, capsys: pytest.CaptureFixture[str]) -> Wayang:
-    """Run ``wayang --store DB *argv`` in this process; its exit status and output."""
-
-    def run(*argv: str) -> Result:
-        code = main(["--store", str(db), *argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        return Result(code, out, err)
-
-    return run
+from cli_runs import child_env
 
 
 @pytest.fixture

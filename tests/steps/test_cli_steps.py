@@ -10,33 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import Result, Wayang
-from wayang.cli.main import main
+from cli_runs import Wayang
 from wayang.store.port import Delivery
 from wayang.store.sqlite import SQLiteStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ORDER = {"id": "o-1", "item": "widget", "quantity": 2, "customer": "ann"}
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "wayang.db"
-    monkeypatch.setenv("WAYANG_STORE", str(path))
-    return path
-
-
-@pytest.fixture
-def wayang(db: Path, capsys: pytest.CaptureFixture[str]) -> Wayang:
-    """``wayang --store DB *argv`` in this process; never a traceback."""
-
-    def run(*argv: str) -> Result:
-        code = main(["--store", str(db), *argv])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err, out + err
-        return Result(code, out, err)
-
-    return run
 
 
 @pytest.fixture

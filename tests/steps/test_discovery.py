@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,22 +36,9 @@ async def handler(input, ctx):
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Step files and the project modules they import leave sys.path and sys.modules as found."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith((MODULE_PREFIX, "src", "helper")):
-            del sys.modules[name]
-
-
 @pytest.fixture
-def shop(tmp_path: Path) -> Path:
-    root = tmp_path / "shop"
-    shutil.copytree(FIXTURES / "shop", root)
-    return root
+def shop(shop_root: Path) -> Path:
+    return shop_root
 
 
 def write(root: Path, name: str, text: str) -> Path:

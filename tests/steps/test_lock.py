@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from wayang.errors import DefinitionError, Diagnostic, UsageError
-from wayang.steps.discovery import MODULE_PREFIX, discover_steps
+from wayang.steps.discovery import discover_steps
 from wayang.steps.lock import LOCK_FILE, check_lock, lock_data, read_lock, write_lock
 from wayang.steps.registry import StepRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith((MODULE_PREFIX, "src")):
-            del sys.modules[name]
-
-
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    project = tmp_path / "shop"
-    shutil.copytree(FIXTURES / "shop", project)
-    return project
+def root(shop_root: Path) -> Path:
+    return shop_root
 
 
 def registry(root: Path) -> StepRegistry:

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import re
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from wayang.errors import Diagnostic, Severity, UsageError
-from wayang.steps.discovery import MODULE_PREFIX, discover_steps
+from wayang.steps.discovery import discover_steps
 from wayang.steps.model import Emit, StepDef, Where
 from wayang.steps.registry import FlowEdge, StepRegistry, route_pattern
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith((MODULE_PREFIX, "src")):
-            del sys.modules[name]
-
-
 @pytest.fixture
-def shop(tmp_path: Path) -> StepRegistry:
-    root = tmp_path / "shop"
-    shutil.copytree(FIXTURES / "shop", root)
-    return StepRegistry.build(*discover_steps(root))
+def shop(shop_root: Path) -> StepRegistry:
+    return StepRegistry.build(*discover_steps(shop_root))
 
 
 def make(name: str, line: int = 1, **fields: Any) -> StepDef:

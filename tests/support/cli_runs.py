@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from wayang.cli.main import main
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -55,3 +57,29 @@ def kill_group(pid_file: Path) -> None:
     """Kill the process group of the shell step whose pid is in ``pid_file`` (an orphan)."""
     with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
         os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------ shared fixtures
+# Loaded for every test through ``pytest_plugins`` in tests/conftest.py.
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The store of the test; also $WAYANG_STORE, so nothing reaches the user's own store."""
+    path = tmp_path / "wayang.db"
+    monkeypatch.setenv("WAYANG_STORE", str(path))
+    return path
+
+
+@pytest.fixture
+def wayang(db: Path, capsys: pytest.CaptureFixture[str]) -> Wayang:
+    """Run ``wayang --store DB *argv`` in this process; its exit status and output, never a
+    traceback."""
+
+    def run(*argv: str) -> Result:
+        code = main(["--store", str(db), *argv])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err, out + err
+        return Result(code, out, err)
+
+    return run

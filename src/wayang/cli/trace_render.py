@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wayang.cli.run_render import clock, iso_time
+from wayang.cli.run_render import clock, iso_time, log_json
 from wayang.errors import UsageError
 from wayang.store.port import Delivery, LogLine, Store, TopicMessage
 
@@ -106,17 +106,7 @@ def trace_json(trace: Trace) -> dict[str, Any]:
             for m in trace.messages
         ],
         "deliveries": [delivery_json(d) for d in trace.deliveries],
-        "logs": [_log_json(line) for line in trace.logs],
-    }
-
-
-def _log_json(line: LogLine) -> dict[str, Any]:
-    return {
-        "step": line.step_id,
-        "attempt": line.attempt,
-        "stream": line.stream,
-        "line": line.line,
-        "at": iso_time(line.at),
+        "logs": [log_json(line) for line in trace.logs],
     }
 
 
