@@ -5,6 +5,10 @@ The handler gets a :class:`~wayang.steps.context.Request` and returns
 an unknown route a 404; the route of a deactivated step a 503; a handler that raises a 500 — each
 an RFC 9457 problem document that says what went wrong, never a traceback. The response is sent
 only after the handler's emits are durable.
+
+The app speaks ASGI directly rather than through a framework's request and response objects: an
+API step is on the hot path of every call, and the framework's layers cost more than the step
+itself (docs/performance.md, "Event steps").
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import json
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
-from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse, Response
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from wayang.steps.context import Request
@@ -24,6 +28,8 @@ from wayang.steps.runtime import StepRuntime
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://wayang.dev/problems/"
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
 
 
 class Routes(Protocol):
@@ -32,10 +38,40 @@ class Routes(Protocol):
     def match(self, method: str, path: str) -> tuple[StepDef, dict[str, str]] | None: ...
 
 
-def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+class Reply:
+    """A finished HTTP answer: status, headers and the encoded body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @classmethod
+    def of(cls, status: int, body: bytes, media_type: str, **extra: str) -> Reply:
+        headers = [(b"content-type", media_type.encode("latin-1"))]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        return cls(status, body, headers)
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), or None."""
+        wanted = name.encode("latin-1")
+        return next((v.decode("latin-1") for k, v in self.headers if k == wanted), None)
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    async def send(self, send: Send) -> None:
+        headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> Reply:
     """An RFC 9457 problem document with a stable ``type`` per kind of error."""
     body = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
-    return JSONResponse({**body, **extra}, status_code=status, media_type=PROBLEM)
+    return Reply.of(status, orjson.dumps({**body, **extra}), PROBLEM)
 
 
 class StepsApp:
@@ -52,11 +88,12 @@ class StepsApp:
             return
         if scope["type"] != "http":
             return
-        response = await self.respond(HttpRequest(scope, receive))
-        await response(scope, receive, send)
+        reply = await self.respond(scope, await _read_body(receive))
+        await reply.send(send)
 
-    async def respond(self, http: HttpRequest) -> Response:
-        method, path = http.method.upper(), http.url.path
+    async def respond(self, scope: Scope, raw_bytes: bytes) -> Reply:
+        """The answer to one request (``scope`` as ASGI gives it, the whole body read)."""
+        method, path = scope["method"].upper(), scope["path"]
         routes = self.routes()
         found = routes.match(method, path)
         if found is None:
@@ -69,9 +106,10 @@ class StepsApp:
                 f"'wayang steps activate {step.name}' turns it back on"
             )
             return problem(503, "step-inactive", "The step is deactivated", detail, step=step.name)
-        raw = (await http.body()).decode("utf-8", errors="replace")
+        headers = _headers(scope)
+        raw = raw_bytes.decode("utf-8", errors="replace")
         try:
-            body = _parse_body(raw, http.headers.get("content-type", ""))
+            body = _parse_body(raw, headers.get("content-type", ""))
         except ValueError as exc:
             return problem(400, "invalid-json", "The body is not JSON", str(exc), step=step.name)
         if step.body_schema is not None:
@@ -84,22 +122,39 @@ class StepsApp:
             body = checked if step.handler_style == "model" else body
         request = Request(
             body=body,
-            headers=dict(http.headers),
+            headers=headers,
             path_params=path_params,
-            query_params=_query(http),
+            query_params=_query(scope.get("query_string", b"")),
             raw_body=raw,
             method=method,
             path=path,
         )
         return await self._call(step, request)
 
-    async def _call(self, step: StepDef, request: Request) -> Response:
+    async def _call(self, step: StepDef, request: Request) -> Reply:
         try:
             result, trace_id = await self.runtime.call_api(step, request)
         except Exception as exc:
             detail = f"step '{step.name}' ({step.where}) failed: {type(exc).__name__}: {exc}"
             return problem(500, "handler-failed", "The step's handler failed", detail)
-        return _response(step, result, trace_id)
+        return _reply(step, result, trace_id)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (the last of repeated ones), as HTTP/ASGI sends them."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def _parse_body(raw: str, content_type: str) -> Any:
@@ -113,15 +168,22 @@ def _parse_body(raw: str, content_type: str) -> Any:
     return raw
 
 
-def _query(http: HttpRequest) -> dict[str, str | list[str]]:
+def _query(query_string: bytes) -> dict[str, str | list[str]]:
     query: dict[str, str | list[str]] = {}
-    for key in http.query_params:
-        values = http.query_params.getlist(key)
-        query[key] = values[0] if len(values) == 1 else values
+    if not query_string:
+        return query
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        before = query.get(key)
+        if before is None:
+            query[key] = value
+        elif isinstance(before, list):
+            before.append(value)
+        else:
+            query[key] = [before, value]
     return query
 
 
-def _response(step: StepDef, result: Any, trace_id: str) -> Response:
+def _reply(step: StepDef, result: Any, trace_id: str) -> Reply:
     if not isinstance(result, Mapping):
         detail = (
             f"step '{step.name}' ({step.where}) returned {type(result).__name__}; an API handler "
@@ -129,15 +191,25 @@ def _response(step: StepDef, result: Any, trace_id: str) -> Response:
         )
         return problem(500, "bad-response", "The step's response is malformed", detail)
     status = int(result.get("status", 200))
-    headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+    headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
     headers.setdefault("x-trace-id", trace_id)
     body = result.get("body")
     dump = getattr(body, "model_dump", None)
     if callable(dump):
         body = dump(mode="json")
-    if isinstance(body, (str, bytes)) and "content-type" not in {k.lower() for k in headers}:
-        return Response(body, status_code=status, headers=headers, media_type="text/plain")
-    return JSONResponse(body, status_code=status, headers=headers)
+    if isinstance(body, (str, bytes)):
+        media_type = headers.pop("content-type", TEXT)
+        encoded = body.encode("utf-8") if isinstance(body, str) else body
+        return Reply.of(status, encoded, media_type, **headers)
+    try:
+        encoded = orjson.dumps(body)
+    except TypeError as exc:
+        detail = (
+            f"step '{step.name}' ({step.where}) returned a body that is not JSON: {exc}; "
+            "return dicts, lists, strings, numbers, booleans or None (or a pydantic model)"
+        )
+        return problem(500, "bad-response", "The step's response is malformed", detail)
+    return Reply.of(status, encoded, headers.pop("content-type", JSON), **headers)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
