@@ -412,3 +412,22 @@ def test_a_policy_engine_belongs_to_the_project_policy() -> None:
     [line] = diagnose(HEAD + '[steps.a]\nrun = "x"\n[policy]\nengine = "opa"\n')
     assert line.startswith("workflow.toml:5:1: error: 'engine' is a project setting")
     assert "wayang.policy.toml" in line
+
+
+def test_emit_reads_outputs_but_not_inputs_and_checks_its_topic() -> None:
+    step = HEAD + '[steps.a]\nrun = "x"\ninputs = { n = 1 }\n'
+    ok = step + '[[steps.a.emit]]\ntopic = "done"\ndata = { n = "${{ outputs.n }}" }\n'
+    load(ok)
+    [line] = diagnose(step + '[[steps.a.emit]]\ntopic = "done"\nkey = "${{ inputs.n }}"\n')
+    assert line.startswith("workflow.toml:7:") and "unknown name 'inputs'" in line
+    [line] = diagnose(step + '[[steps.a.emit]]\ntopic = "no spaces"\n')
+    assert line.startswith("workflow.toml:6:") and "topic" in line
+    [line] = diagnose(step + '[[steps.a.emit]]\ntopic = "t"\nwhen = "outputs.n >"\n')
+    assert line.startswith("workflow.toml:7:")
+    [line] = diagnose(step + "[[steps.a.emit]]\ndata = 1\n")
+    assert "missing required key 'topic'" in line
+
+
+def test_outputs_only_in_emit() -> None:
+    [line] = diagnose(HEAD + '[steps.a]\nrun = "echo ${{ outputs.n }}"\n')
+    assert "unknown name 'outputs'" in line

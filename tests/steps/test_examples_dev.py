@@ -219,6 +219,45 @@ def test_basic_api_to_event_to_event_with_state(dev: Any, db: Path, tmp_path: Pa
     assert f"{trace_id[-8:]} ConfirmOrder <- order.validated [ok]" in out
 
 
+def test_a_workflow_emits_to_event_steps_and_waits_for_their_answer(
+    dev: Any, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_example("steps-basic", tmp_path)
+    dev(project)
+    workflow = str(project / "restock.toml")
+    code = main(["--store", str(db), "run", workflow, "-p", "item=gadget", "-p", "quantity=4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    with closing(SQLiteStore(db)) as store:
+        [run] = store.list_runs()
+        order_id = f"restock-{run.run_id}"
+        assert state_values(project, "orders")[order_id]["total"] == 48.0
+        found = settled(db, run.run_id, "ConfirmOrder")
+        assert found and [(d.step, d.status) for d in found] == [
+            ("StoreOrder", "succeeded"),
+            ("ConfirmOrder", "succeeded"),
+        ]
+        [first, _] = store.trace_messages(run.run_id)
+        assert (first.topic, first.key, first.source) == (
+            "order.created",
+            order_id,
+            f"run:{run.run_id}/place",
+        )
+        assert first.data == {
+            "id": order_id,
+            "item": "gadget",
+            "quantity": 4,
+            "customer": "restock",
+        }
+
+    assert main(["--store", str(db), "logs", "--trace", run.run_id]) == 0
+    tree = capsys.readouterr().out
+    assert f"run:{run.run_id}/place -> order.created #1" in tree
+    assert "ConfirmOrder [succeeded, 1 attempt]" in tree
+    assert main(["--store", str(db), "logs", run.run_id]) == 0
+    assert f"place event | published on 'order.created' (key {order_id})" in capsys.readouterr().out
+
+
 @pytest.mark.timeout(60)
 def test_dev_reloads_a_changed_step_file(dev: Any, tmp_path: Path) -> None:
     project = copy_example("steps-basic", tmp_path)

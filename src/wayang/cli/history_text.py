@@ -127,6 +127,10 @@ def _compensated(event: Any) -> tuple[str, str]:
     return RUN_NOTE, f"compensation finished: {', '.join(event.compensated) or 'nothing'}{failed}"
 
 
+def _key(key: str) -> str:
+    return f" (key {key})" if key else ""
+
+
 _NOTES: dict[type[ev.Event], Callable[[Any], tuple[str, str]]] = {
     ev.PolicyDenied: _denied,
     ev.SignalRejected: _signal_rejected,
@@ -145,6 +149,7 @@ _NOTES: dict[type[ev.Event], Callable[[Any], tuple[str, str]]] = {
     ev.NegotiationFailed: lambda e: (e.step_id, f"negotiation failed: {e.reason}"),
     ev.EventWaitStarted: lambda e: (e.step_id, f"waiting for an event on '{e.topic}'"),
     ev.EventReceived: lambda e: (e.step_id, f"took event {e.seq} on '{e.topic}'"),
+    ev.MessagePublished: lambda e: (e.step_id, f"published on '{e.topic}'{_key(e.key)}"),
     ev.TimerStarted: lambda e: (e.step_id, f"timer set for {_when(e.due_at)}"),
     ev.StepTimerFired: lambda e: (e.step_id, "timer fired"),
     ev.StepCompleted: lambda e: (e.step_id, f"completed by {e.actor}"),

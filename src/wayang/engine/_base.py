@@ -10,9 +10,11 @@ from typing import Any
 
 from wayang.engine import events as ev
 from wayang.engine.gate import ALLOW, AllowAll, PolicyRequest, Verdict
-from wayang.engine.messages import Decision
+from wayang.engine.messages import Decision, PublishMessage
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, StepState, StepStatus
+from wayang.errors import ExpressionError
+from wayang.model.expr import evaluate_condition, evaluate_value
 from wayang.model.plan import PlannedStep
 
 SETTLING = (ev.StepSucceeded, ev.StepReused, ev.StepFailed, ev.StepSkipped, ev.StepCancelled)
@@ -54,12 +56,47 @@ class DeciderBase(ABC):
         self._settled: list[str] = []
 
     def emit(self, event: ev.Event) -> None:
+        published: list[PublishMessage] = []
+        if isinstance(event, ev.StepSucceeded) and event.step_id in self.run.emits:
+            event, published = self._publishing(event)
         self.state.apply(event)
         self.decision.events.append(event)
+        for message in published:
+            self.emit(ev.MessagePublished(message.step_id, message.topic, message.key, self.now))
+            self.commands.append(message)
         if isinstance(event, SETTLING) and (not isinstance(event, ev.StepFailed) or event.final):
             self._consider(self.run.dependents.get(event.step_id, ()))
             if event.step_id in self.run.loops:
                 self._settled.append(event.step_id)
+
+    def _publishing(
+        self, succeeded: ev.StepSucceeded
+    ) -> tuple[ev.StepSucceeded | ev.StepFailed, list[PublishMessage]]:
+        """The messages a succeeding step's ``emit`` publishes. One that cannot be built (an
+        expression fails on the outputs) fails the step for good: publishing is part of its
+        result, and running it again would give the same outputs."""
+        scope = self.scope(succeeded.attempt, outputs=succeeded.outputs)
+        messages: list[PublishMessage] = []
+        for index, spec in enumerate(self.run.emits[succeeded.step_id]):
+            try:
+                if spec.when is not None and not evaluate_condition(spec.when, scope):
+                    continue
+                data = evaluate_value(spec.data, scope)
+                key = spec.key.render(scope) if spec.key is not None else ""
+            except ExpressionError as exc:
+                error = f"emit[{index}] (topic '{spec.topic}'): {exc.message}"
+                failed = ev.StepFailed(
+                    succeeded.step_id,
+                    succeeded.attempt,
+                    error,
+                    None,
+                    succeeded.duration_s,
+                    True,
+                    succeeded.at,
+                )
+                return failed, []
+            messages.append(PublishMessage(succeeded.step_id, spec.topic, data, key))
+        return succeeded, messages
 
     def _consider(self, step_ids: Iterable[str]) -> None:
         index, queued = self.run.index, self._queued

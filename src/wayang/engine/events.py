@@ -370,6 +370,17 @@ class EventWaitStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MessagePublished(Event):
+    """A succeeded step published a message (its ``emit``), in the same commit as this event."""
+
+    TYPE: ClassVar[str] = "MessagePublished"
+    step_id: str
+    topic: str
+    key: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class EventReceived(Event):
     TYPE: ClassVar[str] = "EventReceived"
     step_id: str
@@ -505,6 +516,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         NegotiationFailed,
         EventWaitStarted,
         EventReceived,
+        MessagePublished,
         TimerStarted,
         StepTimerFired,
         CompletionRequested,

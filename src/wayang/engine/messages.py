@@ -159,6 +159,16 @@ class CancelChildRun:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PublishMessage:
+    """Publish a message on a topic, durably with the decision's events (a step's ``emit``)."""
+
+    step_id: str
+    topic: str
+    data: Any
+    key: str = ""
+
+
 Command = (
     DispatchTask
     | StartTimer
@@ -168,6 +178,7 @@ Command = (
     | AnswerSignal
     | StartChildRun
     | CancelChildRun
+    | PublishMessage
 )
 
 

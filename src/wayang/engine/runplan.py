@@ -20,7 +20,7 @@ from wayang.engine.gate import AllowAll, PolicyGate
 from wayang.model.graph import Edge, StepGraph
 from wayang.model.loader import parse_workflow
 from wayang.model.plan import Plan, PlannedStep, RetryPolicy, plan_workflow
-from wayang.model.spec import EventStep, Workflow
+from wayang.model.spec import EventStep, StepEmit, Workflow
 from wayang.model.validate import build_graph
 
 GateFactory = Callable[[Workflow, RunStarted], PolicyGate]
@@ -55,6 +55,7 @@ class RunPlan:
     body: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events: dict[str, EventWait] = field(default_factory=dict)
     gate: PolicyGate = field(default_factory=AllowAll)
+    emits: dict[str, tuple[StepEmit, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -79,6 +80,7 @@ class RunPlan:
             {k: tuple(flow.graph.loop_body(k)) for k in flow.loop_targets},
             flow.events,
             gate,
+            {k: tuple(s.emit) for k, s in workflow.steps.items() if s.emit},
         )
 
     @classmethod

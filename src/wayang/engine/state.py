@@ -335,6 +335,7 @@ _APPLY: dict[type[ev.Event], Any] = {
     **dict.fromkeys(
         (
             ev.DecisionMade,
+            ev.MessagePublished,
             ev.PolicyDenied,
             ev.PolicyAllowed,
             ev.SignalRejected,

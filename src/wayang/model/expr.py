@@ -759,6 +759,25 @@ def compile_template(text: str) -> Template:
     return Template(text, tuple(parts), tuple(offsets))
 
 
+def evaluate_template(template: Template, scope: Scope) -> Any:
+    """A template's value: one whole ``${{ }}`` keeps its type (``"${{ params.n }}"`` is an
+    int), anything else renders to text."""
+    if len(template.parts) == 1 and isinstance(template.parts[0], Expression):
+        return template.parts[0].evaluate(scope)
+    return template.render(scope)
+
+
+def evaluate_value(value: Any, scope: Scope) -> Any:
+    """``value`` with every template inside it (in lists and tables, at any depth) evaluated."""
+    if isinstance(value, Template):
+        return evaluate_template(value, scope)
+    if isinstance(value, list):
+        return [evaluate_value(item, scope) for item in value]
+    if isinstance(value, dict):
+        return {key: evaluate_value(item, scope) for key, item in value.items()}
+    return value
+
+
 def _template_pieces(text: str) -> Iterator[str | tuple[Expression, int]]:
     """Literal text and (expression, offset of its source) pairs, in order."""
     pos = 0
@@ -803,5 +822,7 @@ __all__ = [
     "compile_expression",
     "compile_template",
     "evaluate_condition",
+    "evaluate_template",
+    "evaluate_value",
     "truthy",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wayang.errors import Diagnostic, ExpressionError, PlanError
-from wayang.model.expr import Expression, Template
+from wayang.model.expr import Expression, Template, evaluate_template
 from wayang.model.keys import did_you_mean
 from wayang.model.params import parse_parameter_text, value_problems
 from wayang.model.spec import Action, Retry, StepBase, TaskStep, Workflow
@@ -318,10 +318,7 @@ class _Context:
     @staticmethod
     def _evaluate_template(template: Template, scope: dict[str, Any], label: str) -> Any:
         try:
-            # A value that is one expression keeps its type: `count = "${{ params.n }}"` is an int.
-            if len(template.parts) == 1 and isinstance(template.parts[0], Expression):
-                return template.parts[0].evaluate(scope)
-            return template.render(scope)
+            return evaluate_template(template, scope)
         except ExpressionError as exc:
             raise PlanError([Diagnostic(label, 0, 0, exc.message, code="expression")]) from None
 

@@ -323,6 +323,20 @@ Join = Annotated[
 # --- steps -----------------------------------------------------------------------------------
 
 
+class StepEmit(Spec):
+    """``[[steps.X.emit]]``: a message the step publishes on ``topic`` when it succeeds.
+
+    It is committed with the step's result, so it is published exactly once per success, and
+    event steps and workflow ``event`` waits on that topic receive it. ``data``, ``key`` and
+    ``when`` may read ``outputs`` (the step's own), ``params``, ``env``, ``run`` and earlier steps.
+    """
+
+    topic: Annotated[str, Field(pattern=TOPIC_PATTERN)]
+    data: InputValue = None
+    key: TemplateField | None = None
+    when: ExpressionField | None = None
+
+
 class StepBase(Spec):
     """The keys every kind of step accepts."""
 
@@ -340,6 +354,7 @@ class StepBase(Spec):
     next: list[Annotated[NextStep, BeforeValidator(_short_next)]] = []
     join: Join = "all"
     max_visits: int | None = Field(default=None, ge=1, le=100_000)
+    emit: list[StepEmit] = []
 
     @field_validator("needs")
     @classmethod

@@ -205,11 +205,14 @@ def _check_step(
 
 
 def _scope_at(scope: Scope, step: StepBase, path: Path) -> Scope:
-    """Inputs cannot read inputs (they are being made); only ``correlate`` sees the event."""
+    """Inputs cannot read inputs (they are being made); only ``correlate`` sees the event;
+    only ``emit`` sees the step's own outputs."""
     if path[:1] == ("inputs",):
         return scope.without_inputs()
     if isinstance(step, EventStep) and path == ("correlate",):
         return scope.with_roots("event")
+    if path[:1] == ("emit",):  # published once the step succeeded: its outputs are known
+        return scope.without_inputs().with_roots("outputs")
     return scope
 
 
@@ -271,6 +274,12 @@ def step_texts(step: StepBase) -> Iterator[tuple[Path, Expression | Template]]:
     if isinstance(step, DecisionStep):
         for index, case in enumerate(step.cases):
             yield ("cases", index, "when"), case.when
+    for index, emit in enumerate(step.emit):
+        yield from _nested_templates(emit.data, ("emit", index, "data"))
+        for field in ("key", "when"):
+            text = getattr(emit, field)
+            if text is not None:
+                yield ("emit", index, field), text
 
 
 def _nested_templates(value: Any, path: Path) -> Iterator[tuple[Path, Template]]:

@@ -36,6 +36,7 @@ from wayang.engine.messages import (
     Decision,
     DispatchTask,
     Input,
+    PublishMessage,
     StartChildRun,
     StartTimer,
     StopTask,
@@ -58,6 +59,7 @@ from wayang.store.port import (
     ClaimedTask,
     LogLine,
     NewTask,
+    NewTopicMessage,
     RunRecord,
     SignalAnswer,
     Store,
@@ -390,6 +392,7 @@ class Engine:
             finish_tasks=finished,
             dead_letters=work.letters,
             answer_signals=work.answers,
+            publish=work.publish,
         )
         self._require_committer().add(live, append, decision.events)
         self._waits.noticed(live, decision.events)
@@ -555,9 +558,17 @@ class _Work:
         self.answers: list[SignalAnswer] = []
         self.children: list[StartChildRun] = []
         self.stop_children: list[CancelChildRun] = []
+        self.publish: list[NewTopicMessage] = []
 
     def any(self) -> bool:
-        return bool(self.tasks or self.timers or self.cancel_timers or self.letters or self.answers)
+        return bool(
+            self.tasks
+            or self.timers
+            or self.cancel_timers
+            or self.letters
+            or self.answers
+            or self.publish
+        )
 
     def take(self, command: Any) -> None:
         live = self.live
@@ -565,25 +576,19 @@ class _Work:
             self.tasks.append(self._task_row(command))
             self.dispatch.append(command)
         elif isinstance(command, StartTimer):
-            timer = Timer(
-                command.timer_id,
-                live.run_id,
-                command.due_at,
-                {"kind": command.kind, "step_id": command.step_id, "attempt": command.attempt},
-                live.tenant,
-            )
-            # A timer may be armed again under its id (a sleep that fired early): the store
-            # deletes before it inserts, so the new row replaces the old one.
-            self.cancel_timers.append(command.timer_id)
-            self.timers.append(timer)
-            self.engine._arm(live, timer)
+            self._start_timer(command)
         elif isinstance(command, CancelTimer):
             self._cancel_timer(command.timer_id)
         elif isinstance(command, StopTask):
             task = live.tasks.get(command.task_id)
             if task is not None:
                 task.cancel()
-        elif isinstance(command, DeadLetter):
+        else:
+            self._record(command)
+
+    def _record(self, command: Any) -> None:
+        """Commands that only add rows to the append, or work for after it."""
+        if isinstance(command, DeadLetter):
             self.letters.append(self._letter(command))
         elif isinstance(command, AnswerSignal):
             self.answers.append(SignalAnswer(command.seq, command.status, command.outcome))
@@ -591,6 +596,23 @@ class _Work:
             self.children.append(command)
         elif isinstance(command, CancelChildRun):
             self.stop_children.append(command)
+        elif isinstance(command, PublishMessage):
+            self.publish.append(self._message(command))
+
+    def _start_timer(self, command: StartTimer) -> None:
+        live = self.live
+        timer = Timer(
+            command.timer_id,
+            live.run_id,
+            command.due_at,
+            {"kind": command.kind, "step_id": command.step_id, "attempt": command.attempt},
+            live.tenant,
+        )
+        # A timer may be armed again under its id (a sleep that fired early): the store
+        # deletes before it inserts, so the new row replaces the old one.
+        self.cancel_timers.append(command.timer_id)
+        self.timers.append(timer)
+        self.engine._arm(live, timer)
 
     def cancel_all_timers(self) -> None:
         for timer_id in list(self.live.timers):
@@ -616,6 +638,19 @@ class _Work:
             tenant=self.live.tenant,
             owner=self.engine.owner,
             lease_expires_at=self.now + self.engine.settings.lease_s,
+        )
+
+    def _message(self, command: PublishMessage) -> NewTopicMessage:
+        # The run is the trace: `wayang logs --trace <run id>` follows what its emits caused.
+        live = self.live
+        return NewTopicMessage(
+            topic=command.topic,
+            data=command.data,
+            created_at=self.now,
+            key=command.key,
+            trace_id=live.run_id,
+            source=f"run:{live.run_id}/{command.step_id}",
+            tenant=live.tenant,
         )
 
     def _letter(self, command: DeadLetter) -> DeadLetterRecord:

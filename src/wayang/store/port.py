@@ -226,7 +226,8 @@ class Append:
     record, so they are consumed in the same transaction; ``finish_tasks`` does the same for
     tasks whatever their state (an engine that ran them itself never completes them apart).
     ``dead_letters`` are recorded with the events that exhausted a step's attempts. ``status``
-    updates the run's summary row when set. ``answer_signals`` answers signals of this run that
+    updates the run's summary row when set. ``publish`` holds topic messages the events' steps
+    emit, published only if the events are. ``answer_signals`` answers signals of this run that
     are still pending, with the events recording what the engine made of them: a crash never
     leaves a vote counted in the history yet pending in the inbox, or the other way round.
     """
@@ -243,6 +244,7 @@ class Append:
     finish_tasks: Sequence[str] = ()
     dead_letters: Sequence[DeadLetter] = ()
     answer_signals: Sequence[SignalAnswer] = ()
+    publish: Sequence[NewTopicMessage] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,23 +162,7 @@ class SQLiteStore(DeliveriesMixin):
         for append in appends:
             if append.timers or append.cancel_timers:
                 self._apply_timers(conn, append)
-        acks = [
-            {"task_id": task_id, "run_id": append.run_id}
-            for append in appends
-            for task_id in append.acknowledge
-        ]
-        if acks:
-            conn.executemany(sql["consume_completion"], acks)
-        finished = [
-            {"task_id": task_id, "run_id": append.run_id, "now": now}
-            for append in appends
-            for task_id in append.finish_tasks
-        ]
-        if finished:
-            conn.executemany(sql["finish_task"], finished)
-        letters = [rows.dead_letter_params(d) for append in appends for d in append.dead_letters]
-        if letters:
-            conn.executemany(sql["insert_dead_letter"], letters)
+        self._insert_rows(conn, appends, now)
         self._answer_signals(conn, appends, now)
         events = [
             row
@@ -187,6 +171,30 @@ class SQLiteStore(DeliveriesMixin):
         ]
         if events:
             conn.executemany(sql["insert_event"], events)
+
+    def _insert_rows(self, conn: sqlite3.Connection, appends: Sequence[Append], now: float) -> None:
+        """The group's completions consumed, tasks finished, dead letters and topic messages."""
+        batches: dict[str, list[rows.Params]] = {
+            "consume_completion": [
+                {"task_id": task_id, "run_id": append.run_id}
+                for append in appends
+                for task_id in append.acknowledge
+            ],
+            "finish_task": [
+                {"task_id": task_id, "run_id": append.run_id, "now": now}
+                for append in appends
+                for task_id in append.finish_tasks
+            ],
+            "insert_dead_letter": [
+                rows.dead_letter_params(d) for append in appends for d in append.dead_letters
+            ],
+            "append_topic_message": [
+                rows.topic_message_params(m) for append in appends for m in append.publish
+            ],
+        }
+        for name, params in batches.items():
+            if params:
+                conn.executemany(self._sql[name], params)
 
     def _insert_run(self, conn: sqlite3.Connection, append: Append) -> None:
         run = append.create

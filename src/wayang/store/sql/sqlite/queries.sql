@@ -252,6 +252,11 @@ INSERT INTO topic_messages (tenant, topic, data, key, trace_id, source, created_
 VALUES (:tenant, :topic, :data, :key, :trace_id, :source, :created_at)
 RETURNING seq;
 
+-- Messages a run's steps publish (their ``emit``), many at once with the events that record them.
+-- name: append_topic_message
+INSERT INTO topic_messages (tenant, topic, data, key, trace_id, source, created_at)
+VALUES (:tenant, :topic, :data, :key, :trace_id, :source, :created_at);
+
 -- A page of one topic after a reader's cursor; ``since`` drops what was published before a
 -- wait began without the reader knowing a seq.
 -- name: topic_messages
