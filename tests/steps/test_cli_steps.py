@@ -198,6 +198,7 @@ def test_broken_step_files_give_file_line_diagnostics(wayang: Wayang, basic: Pat
     )
     assert "2 errors" in found.err
     assert "StoreOrder" in found.out  # the good steps are still listed
+    assert found.code == 2
 
     refused = wayang("lock", "--project", str(basic))
     assert refused.code == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from wayang.steps.schedule import claim_fire
 from wayang.store import SQLiteStore, default_store_path, open_store, sql_files
 from wayang.store.port import (
     Append,
@@ -566,3 +567,24 @@ def test_sql_files_sit_where_package_data_expects_them() -> None:
     assert sorted(p.name for p in sql_dir.glob("*.sql")) == ["queries.sql", "schema.sql"]
     migrations = sorted(p.name for p in (sql_dir / "migrations").glob("*.sql"))
     assert migrations[:1] == ["0001_initial.sql"]
+
+
+def test_kv_swap_lets_one_of_several_stores_win_each_cron_claim(tmp_path: Path) -> None:
+    """Cron fires are claimed with it: processes with their own stores race for each time."""
+    path = tmp_path / "w.db"
+    stores = [SQLiteStore(path) for _ in range(3)]
+    wins: list[list[int]] = [[] for _ in stores]
+    start = threading.Barrier(len(stores))
+
+    def claim_all(index: int) -> None:
+        start.wait()
+        wins[index] = [due for due in range(1, 101) if claim_fire(stores[index], "dev/T", due)]
+
+    threads = [threading.Thread(target=claim_all, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    assert sorted(due for won in wins for due in won) == list(range(1, 101))

@@ -882,6 +882,16 @@ def test_kv_overwrites_and_keeps_namespaces_apart(store: ContractStore) -> None:
     assert (store.kv_get("ns", "k"), store.kv_get("other", "k")) == (2, 3)
 
 
+def test_kv_swap_sets_only_over_the_expected_value(store: ContractStore) -> None:
+    assert store.kv_swap("ns", "k", None, 1)  # absent -> 1
+    assert not store.kv_swap("ns", "k", None, 2)  # not absent any more
+    assert not store.kv_swap("ns", "k", 5, 2)
+    assert store.kv_get("ns", "k") == 1
+    assert store.kv_swap("ns", "k", 1, {"at": 2})
+    assert store.kv_swap("ns", "k", {"at": 2}, 3)
+    assert store.kv_get("ns", "k") == 3
+
+
 def test_kv_namespaces_lists_those_with_a_prefix_and_a_key(store: ContractStore) -> None:
     for namespace in ("state:b", "state:a", "state:a", "stat", "other:state:x", "state:%_"):
         store.kv_set(namespace, "k", 1)

@@ -218,17 +218,23 @@ def steps_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
 @pass_cli
 def steps_list(cli: CliContext, project_dir: Path | None, as_json: bool) -> None:
-    """List the project's steps: name, type, trigger or topics, flows, active."""
+    """List the project's steps: name, type, trigger or topics, flows, active.
+
+    Step files with errors are reported on stderr, the rest still listed; the exit status is
+    then 2, as for any bad input.
+    """
     with open_app() as app, open_steps(app, project_dir) as steps:
         registry = _loaded(cli, steps)
     rows = [_step_row(registry, name) for name in sorted(registry.steps)]
     if as_json:
         keys = ("name", "type", "trigger", "emits", "flows", "active", "file")
         click.echo(json_text([dict(zip(keys, row, strict=True)) for row in rows]))
-        return
-    header = ("step", "type", "trigger", "emits", "flows", "active", "file")
-    print_rows(cli.out, header, [[str(c) if not isinstance(c, list) else ", ".join(c) for c in r]
-                                 for r in rows])  # fmt: skip
+    else:
+        header = ("step", "type", "trigger", "emits", "flows", "active", "file")
+        print_rows(cli.out, header, [[str(c) if not isinstance(c, list) else ", ".join(c)
+                                      for c in r] for r in rows])  # fmt: skip
+    if registry.errors:
+        raise click.exceptions.Exit(2)
 
 
 def _step_row(registry: StepRegistry, name: str) -> list[Any]:

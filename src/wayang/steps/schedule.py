@@ -1,9 +1,9 @@
 """Cron steps: fire each at the times its 5-field expression names.
 
 A fire time is claimed in the store before the handler runs (the key-value row
-``cron-fires/<env>/<step>`` holds the last time fired), so a restart never fires a time twice and
-two processes on one store do not both fire it. Times missed while nothing ran are not made up:
-a schedule resumes at its next time, as cron does.
+``cron-fires/<env>/<step>`` holds the last time fired, moved by compare-and-set), so a restart
+never fires a time twice and two processes on one store do not both fire it. Times missed while
+nothing ran are not made up: a schedule resumes at its next time, as cron does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,17 @@ def next_fire(expression: str, after: float) -> float:
     """The first time ``expression`` names after ``after`` (seconds since the epoch, UTC)."""
     start = datetime.fromtimestamp(after, UTC)
     return float(croniter(expression, start).get_next(float))
+
+
+def claim_fire(store: Store, key: str, due: float) -> bool:
+    """Whether this process fires schedule ``key`` at ``due``: a compare-and-set on the last time
+    fired, so of several processes on one store exactly one wins each time."""
+    while True:
+        last = store.kv_get(CRON_FIRES, key)
+        if isinstance(last, (int, float)) and last >= due:
+            return False  # fired already, by this process before a restart or by another
+        if store.kv_swap(CRON_FIRES, key, last, due):
+            return True
 
 
 class CronScheduler:
@@ -72,12 +83,7 @@ class CronScheduler:
             await asyncio.sleep(min(1.0, max(0.01, soonest - self._clock())))
 
     def _claim(self, name: str, due: float) -> bool:
-        key = f"{self.env}/{name}"
-        last = self.store.kv_get(CRON_FIRES, key)
-        if isinstance(last, (int, float)) and last >= due:
-            return False  # fired already, by this process before a restart or by another
-        self.store.kv_set(CRON_FIRES, key, due)
-        return True
+        return claim_fire(self.store, f"{self.env}/{name}", due)
 
     async def _fire(self, step: StepDef) -> None:
         try:

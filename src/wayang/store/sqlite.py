@@ -480,6 +480,17 @@ class SQLiteStore(DeliveriesMixin):
         with self._write() as conn:
             conn.execute(self._sql["kv_set"], params)
 
+    def kv_swap(self, namespace: str, key: str, expected: Any, value: Any) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expected`` (None: absent), atomically
+        against every other writer; whether it did."""
+        where = {"namespace": namespace, "key": key}
+        with self._write() as conn:
+            found = conn.execute(self._sql["kv_get"], where).fetchone()
+            if (rows.from_json(found[0]) if found else None) != expected:
+                return False
+            conn.execute(self._sql["kv_set"], {**where, "value": rows.to_json(value)})
+            return True
+
     def kv_delete(self, namespace: str, key: str) -> None:
         with self._write() as conn:
             conn.execute(self._sql["kv_delete"], {"namespace": namespace, "key": key})
