@@ -1,11 +1,12 @@
 """Benchmark event steps, deliveries and API steps (issue 5, "Performance").
 
-Three workloads, each on a fresh SQLite store (WAL, ``synchronous=FULL``: every delivery's outcome
+Four workloads; the first three each on a fresh SQLite store (WAL, ``synchronous=FULL``: every delivery's outcome
 and every emit is fsynced before the next hop starts, the durable default)::
 
     .venv/bin/python bench/steps_bench.py --workload chain       # emit -> handler latency
     .venv/bin/python bench/steps_bench.py --workload throughput  # deliveries per second
     .venv/bin/python bench/steps_bench.py --workload http        # API step vs bare ASGI, req/s
+    .venv/bin/python bench/steps_bench.py --workload load        # discover + check N step files
     .venv/bin/python bench/steps_bench.py --workload all
 
 * ``chain``: 10 event steps A1 -> A2 -> ... -> A10, each emitting to the next. ``--n`` messages
@@ -24,6 +25,11 @@ and every emit is fsynced before the next hop starts, the durable default)::
   when it is installed, else by a small asyncio load generator in a separate process (``--client
   python``; much lighter than httpx, heavier than wrk). Prints the
   median req/s of both and the median of the per-round ratios.
+
+* ``load``: ``--files`` step files (default 2,000; half with a JSON Schema ``input`` of their own,
+  in 40 sub-folders, 50 topics, each topic emitted by a noop step) written to a fresh folder,
+  then discovered, imported, checked and indexed into a registry (``StepLoader.load`` +
+  ``StepRegistry.build``), in a new process each round, ``--rounds`` times.
 
 Each figure is printed as one ``BENCH_RESULT {json}`` line, then a table. No target is asserted.
 """
@@ -288,6 +294,89 @@ async def throughput(n: int, batch: int, synchronous: str) -> dict[str, Any]:
     )
 
 
+# ---------------------------------------------------------------------------------- load
+
+STEP_FILE = """\
+config = {{
+    "type": "event",
+    "name": "Step{index}",
+    "subscribes": ["t{topic}"],
+    "emits": [],{schema}
+    "flows": ["f{flow}"],
+}}
+
+
+async def handler(input, ctx):
+    return {index}
+"""
+
+SOURCE_FILE = """\
+config = {{"type": "noop", "name": "Source{topic}", "virtualEmits": ["t{topic}"]}}
+"""
+
+
+def write_project(root: Path, files: int) -> None:
+    for index in range(files):
+        schema = (
+            f'\n    "input": {{"type": "object", "required": ["n{index}"]}},' if index % 2 else ""
+        )
+        text = STEP_FILE.format(index=index, topic=index % 50, schema=schema, flow=index % 7)
+        path = root / "steps" / f"group{index % 40}" / f"s{index}.step.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for topic in range(50):
+        (root / "steps" / f"source{topic}.step.py").write_text(SOURCE_FILE.format(topic=topic))
+
+
+def load_once(root: Path) -> dict[str, float]:
+    """Discover, import, check and index the project's steps, in this (fresh) process."""
+    from wayang.steps.discovery import StepLoader  # noqa: PLC0415 - timed on purpose
+    from wayang.steps.registry import StepRegistry  # noqa: PLC0415
+
+    started = time.perf_counter()
+    loader = StepLoader(root)
+    steps, diagnostics = loader.load()
+    loaded = time.perf_counter()
+    registry = StepRegistry.build(steps, diagnostics)
+    built = time.perf_counter()
+    loader.close()
+    if registry.errors or registry.diagnostics:
+        raise SystemExit(f"unexpected diagnostics: {registry.diagnostics[:3]}")
+    return {
+        "steps": len(registry.steps),
+        "load_s": loaded - started,
+        "build_s": built - loaded,
+        "total_s": built - started,
+    }
+
+
+def load(files: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="wayang-load-") as folder:
+        root = Path(folder)
+        write_project(root, files)
+        runs = []
+        for _ in range(rounds):
+            found = subprocess.run(
+                [sys.executable, __file__, "--load-once", str(root)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            )
+            runs.append(json.loads(found.stdout))
+    totals = [r["total_s"] for r in runs]
+    return result(
+        workload="load",
+        files=files + 50,
+        steps=runs[0]["steps"],
+        rounds=rounds,
+        total_median_s=statistics.median(totals),
+        total_max_s=max(totals),
+        load_median_s=statistics.median(r["load_s"] for r in runs),
+        build_median_s=statistics.median(r["build_s"] for r in runs),
+    )
+
+
 # ---------------------------------------------------------------------------------- http
 
 
@@ -519,6 +608,13 @@ def table(results: list[dict[str, Any]]) -> None:
                 ("throughput: to the last outcome durable (/s)",
                  f"{r['durable_deliveries_per_s']:,.0f}", ""),
             ]  # fmt: skip
+        elif r["workload"] == "load":
+            rows += [
+                (f"load: {r['steps']:,} steps from {r['files']:,} files, median / max (s)",
+                 f"{r['total_median_s']:.3f} / {r['total_max_s']:.3f}", "well under 1 s"),
+                ("load: discover + import / check + index, median (s)",
+                 f"{r['load_median_s']:.3f} / {r['build_median_s']:.3f}", ""),
+            ]  # fmt: skip
         elif r["workload"] == "http":
             rows += [
                 ("http: bare ASGI (req/s)", f"{r['bare_rps']:,.0f}", ""),
@@ -537,7 +633,10 @@ def table(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["chain", "throughput", "http", "all"], default="all")
+    parser.add_argument(
+        "--workload", choices=["chain", "throughput", "http", "load", "all"], default="all"
+    )
+    parser.add_argument("--files", type=int, default=2000, help="load: step files to write")
     parser.add_argument("--n", type=int, default=None, help="chain: 200, throughput: 10000")
     parser.add_argument("--warmup", type=int, default=20, help="chain messages not counted")
     parser.add_argument("--batch", type=int, default=500, help="throughput: messages per flush")
@@ -553,12 +652,17 @@ def main() -> None:
     )
     parser.add_argument("--serve", choices=["bare", "wayang"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--load-once", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_once:
+        print(json.dumps(load_once(args.load_once)))
+        return
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(args.serve, args.port, args.synchronous))
         return
-    todo = ["chain", "throughput", "http"] if args.workload == "all" else [args.workload]
+    everything = ["chain", "throughput", "http", "load"]
+    todo = everything if args.workload == "all" else [args.workload]
     results = []
     for workload in todo:
         if workload == "chain":
@@ -566,6 +670,8 @@ def main() -> None:
         elif workload == "throughput":
             n = args.n or 10_000
             results.append(asyncio.run(throughput(n, args.batch, args.synchronous)))
+        elif workload == "load":
+            results.append(load(args.files, args.rounds))
         else:
             results.append(
                 http(args.connections, args.seconds, args.rounds, args.client, args.synchronous)
