@@ -1,7 +1,7 @@
 """Benchmark event steps, deliveries and API steps (issue 5, "Performance").
 
-Four workloads; the first three each on a fresh SQLite store (WAL, ``synchronous=FULL``: every delivery's outcome
-and every emit is fsynced before the next hop starts, the durable default)::
+Four workloads; the first three each on a fresh SQLite store (WAL, ``synchronous=FULL``: every
+delivery's outcome and every emit is fsynced before the next hop starts, the durable default)::
 
     .venv/bin/python bench/steps_bench.py --workload chain       # emit -> handler latency
     .venv/bin/python bench/steps_bench.py --workload throughput  # deliveries per second
