@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE ?= examples/pipeline/workflow.toml
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest browser bench clean
 
 demo: $(STAMP)
 	$(BIN)/wayang run $(EXAMPLE)
@@ -20,8 +20,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The Workbench's browser tests drive Debian's Chromium (never a downloaded one). Under CI=true
+# they must run, so it is installed when missing; elsewhere they skip without it.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser:
+	@if [ "$$CI" = "true" ] && [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 # pytest exits 5 when it collected no test; say so plainly instead of failing obscurely.
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 

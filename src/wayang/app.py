@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wayang.executors.base import Executor
 from wayang.executors.local import LocalExecutor
 from wayang.executors.python import PythonExecutor
 from wayang.executors.shell import ShellExecutor
@@ -62,12 +63,16 @@ class App:
         return self._executor
 
     def engine(
-        self, on_events: EventObserver | None = None, on_log: LogObserver | None = None
+        self,
+        on_events: EventObserver | None = None,
+        on_log: LogObserver | None = None,
+        executor: Executor | None = None,
     ) -> Engine:
-        """A new engine over this app's store and executors (use it in ``async with``)."""
+        """A new engine over this app's store and executors (use it in ``async with``);
+        ``executor`` replaces them (the server's wraps them in tracing)."""
         return Engine(
             self.store,
-            self.executor,
+            executor or self.executor,
             settings=self.settings.engine,
             on_events=on_events,
             on_log=on_log,

@@ -890,6 +890,9 @@ def test_kv_swap_sets_only_over_the_expected_value(store: ContractStore) -> None
     assert store.kv_swap("ns", "k", 1, {"at": 2})
     assert store.kv_swap("ns", "k", {"at": 2}, 3)
     assert store.kv_get("ns", "k") == 3
+    assert store.kv_swap("ns", "k", 3, None)  # None deletes
+    assert store.kv_scan("ns") == {}
+    assert not store.kv_swap("ns", "k", 3, None)
 
 
 def test_kv_namespaces_lists_those_with_a_prefix_and_a_key(store: ContractStore) -> None:

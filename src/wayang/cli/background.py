@@ -9,16 +9,13 @@ only by the background process.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from wayang.engine import events as ev
 from wayang.errors import UsageError, WayangError
-from wayang.runtime.operations import RunRequest
+from wayang.runtime.operations import RunRequest, request_payload
 from wayang.store.port import Store
 from wayang.store.urls import MEMORY, sqlite_path
 
@@ -43,24 +40,9 @@ def start_detached(store: Store, location: str, request: RunRequest, run_id: str
     log = database_path.with_name(f"{database_path.stem}-logs") / f"{run_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "wayang.cli.main", "--store", str(database_path), "_drive"]
-    pid = _spawn(argv, handover(request, run_id), log)
+    pid = _spawn(argv, request_payload(request, run_id), log)
     _wait_for_run(store, run_id, pid, log)
     return log
-
-
-def handover(request: RunRequest, run_id: str) -> str:
-    """What the background process reads on stdin: the run's id, first event and reuse."""
-    return json.dumps(
-        {"run_id": run_id, "started": request.started.to_data(), "reuse": dict(request.reuse)}
-    )
-
-
-def read_handover(text: str) -> tuple[str, ev.RunStarted, dict[str, dict[str, Any]]]:
-    data = json.loads(text)
-    started = ev.from_record(ev.RunStarted.TYPE, ev.EVENT_VERSION, data["started"])
-    if not isinstance(started, ev.RunStarted):
-        raise UsageError("_drive: stdin does not hold a run")
-    return str(data["run_id"]), started, dict(data.get("reuse") or {})
 
 
 def _spawn(argv: list[str], payload: str, log: Path) -> int:

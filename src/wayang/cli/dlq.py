@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -14,6 +16,7 @@ from wayang.cli.trace_render import delivery_json
 from wayang.errors import UsageError
 from wayang.ids import new_run_id
 from wayang.runtime.operations import prepare_letter_replay
+from wayang.store.port import DeadLetter
 
 
 @click.group()
@@ -30,17 +33,31 @@ def list_letters(cli: CliContext, as_json: bool) -> None:
     with open_app() as app:
         letters = app.store.dead_letters()
         dead = app.store.list_deliveries(status="dead", limit=1000)
+    found = [delivery_json(d) for d in dead]
+    rows = [[d.delivery_id, d.step, d.topic, d.trace_id, str(d.attempt), d.error] for d in dead]
+    show_letters(cli, letters, found, rows, as_json)
+
+
+def show_letters(
+    cli: CliContext,
+    letters: Sequence[DeadLetter],
+    deliveries: Sequence[dict[str, Any]],
+    delivery_rows: Sequence[Sequence[str]],
+    as_json: bool,
+) -> None:
+    """What ``wayang dlq list`` prints: the letters, then the dead deliveries (as JSON objects
+    and as rows: delivery, step, topic, trace, attempts, error)."""
     if as_json:
         found = [{"kind": "step", **letter_json(letter)} for letter in letters]
-        found += [{"kind": "delivery", **delivery_json(d)} for d in dead]
+        found += [{"kind": "delivery", **delivery} for delivery in deliveries]
         click.echo(json_text(found))
         return
     if letters:
         print_letters(cli.out, letters)
-    if dead:
-        rows = [[d.delivery_id, d.step, d.topic, d.trace_id, str(d.attempt), d.error] for d in dead]
-        print_rows(cli.out, ("delivery", "step", "topic", "trace", "attempts", "error"), rows)
-    if not letters and not dead:
+    if delivery_rows:
+        header = ("delivery", "step", "topic", "trace", "attempts", "error")
+        print_rows(cli.out, header, delivery_rows)
+    if not letters and not delivery_rows:
         cli.err.print("no dead letters", soft_wrap=True)
 
 
@@ -64,12 +81,14 @@ def replay_letter(cli: CliContext, dlq_id: str, as_json: bool) -> None:
             raise UsageError(f"dead letter {dlq_id!r} was taken by someone else just now")
         run_id = new_run_id()
         if not as_json:
-            cli.err.print(
-                f"replaying {letter.step_id} of run {letter.run_id} as run {run_id}",
-                soft_wrap=True,
-                markup=False,
-            )
+            say_replaying(cli, letter.step_id, letter.run_id, run_id)
         exit_with(drive_new(cli, app, request, run_id, as_json))
+
+
+def say_replaying(cli: CliContext, step_id: str, run_id: str, new_run_id: str) -> None:
+    cli.err.print(
+        f"replaying {step_id} of run {run_id} as run {new_run_id}", soft_wrap=True, markup=False
+    )
 
 
 def _is_delivery(dlq_id: str) -> bool:

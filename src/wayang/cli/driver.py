@@ -13,7 +13,7 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,24 +75,26 @@ def exit_code(status: RunStatus, interrupted: bool = False) -> int:
     return INTERRUPTED if interrupted and status is RunStatus.CANCELLED else 1
 
 
-class _Signals:
-    """What SIGINT and SIGTERM do while a run is driven (see the module docstring)."""
+class Signals:
+    """What SIGINT and SIGTERM do while a run is driven or followed (see the module docstring):
+    ``cancel(run_id, reason)`` cancels the run; ``goes_on`` says what becomes of it when this
+    process stops at once."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, goes_on: str) -> None:
         self.progress = progress
-        self.engine: Engine | None = None
+        self.goes_on = goes_on
+        self.cancel: Callable[[str, str], object] | None = None
         self.interrupted = False
         self.stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def interrupt(self) -> None:
-        if self.interrupted or self.engine is None:
+        if self.interrupted or self.cancel is None:
             self.stop("interrupted again")
             return
         self.interrupted = True
-        self.engine.cancel(self.progress.run_id, "interrupted")
+        self.cancel(self.progress.run_id, "interrupted")
         self.progress.note(
-            "interrupted: cancelling the run; press Ctrl-C again to stop at once "
-            "(the run stays resumable)"
+            f"interrupted: cancelling the run; press Ctrl-C again to stop at once ({self.goes_on})"
         )
 
     def terminate(self) -> None:
@@ -103,11 +105,27 @@ class _Signals:
             return
         self.stopped.set_result("terminated" if why == "terminated" else "interrupted")
         run_id = self.progress.run_id
-        self.progress.note(f"{why}: stopping now; 'wayang resume {run_id}' continues the run")
+        self.progress.note(f"{why}: stopping now; {self.after_stop(run_id)}")
+
+    def after_stop(self, run_id: str) -> str:
+        return f"'wayang resume {run_id}' continues the run"
+
+    def ending(self, state: RunState) -> Ending:
+        """How it ended when the signals stopped it, or left ``state`` (the final one) alone."""
+        if self.stopped.done():
+            return Ending(state, stopped_by=self.stopped.result())
+        return Ending(state, interrupted=self.interrupted)
+
+
+class RemoteSignals(Signals):
+    """:class:`Signals` of a run followed through a server: stopping leaves it to the server."""
+
+    def after_stop(self, run_id: str) -> str:
+        return f"the server carries the run on ('wayang logs {run_id} --follow' follows it)"
 
 
 @contextlib.contextmanager
-def _handlers(loop: asyncio.AbstractEventLoop, signals: _Signals) -> Iterator[None]:
+def handlers(loop: asyncio.AbstractEventLoop, signals: Signals) -> Iterator[None]:
     installed = []
     for number, handler in (
         (signal.SIGINT, signals.interrupt),
@@ -127,10 +145,10 @@ def _handlers(loop: asyncio.AbstractEventLoop, signals: _Signals) -> Iterator[No
 async def drive(app: App, progress: Progress, begin: Begin) -> Ending:
     """Start or adopt a run (``begin``) on a new engine and wait for its end or a signal."""
     loop = asyncio.get_running_loop()
-    signals = _Signals(progress)
-    with _handlers(loop, signals):
+    signals = Signals(progress, "the run stays resumable")
+    with handlers(loop, signals):
         async with app.engine(on_events=progress.on_events, on_log=progress.on_log) as engine:
-            signals.engine = engine
+            signals.cancel = engine.cancel
             done = await begin(engine)
             done.add_done_callback(_retrieve)
             async with progress.showing():
@@ -161,14 +179,28 @@ def drive_and_report(
     """Drive with run-like output (progress, then a summary or one JSON object); the exit code."""
     progress = progress_for("json" if as_json else mode, plan, state, cli.out, cli.err)
     ending = asyncio.run(drive(app, progress, begin))
+    still = f"'wayang resume {state.run_id}' continues it"
+    return report_ending(cli, progress, ending, plan.order, as_json=as_json, still=still)
+
+
+def report_ending(
+    cli: CliContext,
+    progress: Progress,
+    ending: Ending,
+    order: Sequence[str],
+    *,
+    as_json: bool,
+    still: str,
+) -> int:
+    """A summary or one JSON object for the run's end (``still``: what to do when it has not
+    ended); the exit code."""
     if as_json:
-        click.echo(json_text(run_json(ending.state, plan.order)))
+        click.echo(json_text(run_json(ending.state, order)))
     elif ending.stopped_by is None:
         progress.finish(ending.state)
     else:
         cli.err.print(
-            f"run {state.run_id} is still {ending.state.status.value}; "
-            f"'wayang resume {state.run_id}' continues it",
+            f"run {ending.state.run_id} is still {ending.state.status.value}; {still}",
             soft_wrap=True,
             markup=False,
         )

@@ -14,9 +14,11 @@ from wayang.cli.authoring import init, plan, schema, validate
 from wayang.cli.context import CliContext
 from wayang.cli.dlq import dlq
 from wayang.cli.driver import STORE_KEY
+from wayang.cli.remote import NO_SERVER_KEY, SERVER_KEY, SERVER_VARIABLE, served
 from wayang.cli.render import print_diagnostics
 from wayang.cli.reports import logs, replay, runs, status
 from wayang.cli.runs import cancel_command, drive_handover, resume, retry, run
+from wayang.cli.server import server
 from wayang.cli.steps import COMMANDS as STEP_COMMANDS
 from wayang.cli.waits import COMMANDS as WAIT_COMMANDS
 from wayang.errors import DefinitionError, WayangError
@@ -35,17 +37,34 @@ INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
     help="Where runs are kept: a SQLite file or sqlite:///abs/path "
     "[default: $WAYANG_STORE, else $XDG_STATE_HOME/wayang/wayang.db].",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    envvar=SERVER_VARIABLE,
+    help="Go through the Wayang server at URL [default: $WAYANG_SERVER, else the server of the "
+    "store when one runs on this machine].",
+)
+@click.option(
+    "--no-server", is_flag=True, help="Run every command in this process, even if a server runs."
+)
 @click.pass_context
-def cli(ctx: click.Context, color: bool | None, store: str | None) -> None:
+def cli(
+    ctx: click.Context, color: bool | None, store: str | None, server: str | None, no_server: bool
+) -> None:
     """Wayang: durable workflows for people, AI and systems.
 
     Write a workflow.toml (wayang init), check it (wayang validate), see its plan (wayang plan),
     run it (wayang run), then look at runs (wayang runs, status, logs). Options before the
     command, such as --store, apply to every command.
+
+    When a Wayang server runs (wayang server), the commands that start, follow, read and signal
+    runs go through it: the one given by --server, else the server of the store.
     """
     if color is not None:
         ctx.obj.recolor(color)
     ctx.meta[STORE_KEY] = store
+    ctx.meta[SERVER_KEY] = None if no_server else server
+    ctx.meta[NO_SERVER_KEY] = no_server
 
 
 for command in (
@@ -63,10 +82,11 @@ for command in (
     replay,
     dlq,
     drive_handover,
+    server,
     *WAIT_COMMANDS,
     *STEP_COMMANDS,
 ):
-    cli.add_command(command)
+    cli.add_command(served(command))
 
 
 def main(argv: list[str] | None = None) -> int:

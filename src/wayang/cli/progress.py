@@ -23,6 +23,7 @@ from rich.text import Text
 from wayang.cli.run_render import (
     RUN_STYLE,
     STATUS_STYLE,
+    RunOutline,
     attempts_text,
     clock,
     next_steps,
@@ -42,10 +43,12 @@ REFRESH_S = 0.1
 
 class Progress:
     """Folds a run's durable events; the subclasses decide what to show. This one shows nothing
-    (``--json``: only the final object is printed) except notes, on stderr."""
+    (``--json``: only the final object is printed) except notes, on stderr.
 
-    def __init__(self, plan: RunPlan, state: RunState, err: Console) -> None:
-        self.plan = plan
+    ``plan`` is the run's plan, or only its outline (a run followed through a server)."""
+
+    def __init__(self, plan: RunPlan | RunOutline, state: RunState, err: Console) -> None:
+        self.outline = plan if isinstance(plan, RunOutline) else RunOutline.of_plan(plan)
         self.state = state
         self.err = err
         self.since: dict[str, float] = {}  # when each step's current attempt was scheduled
@@ -82,14 +85,15 @@ class Progress:
         """The run has ended (or this process stops driving it)."""
 
     def attempts(self, step_id: str) -> int:
-        planned = self.plan.steps.get(step_id)
-        return planned.retry.attempts if planned else 1
+        return self.outline.attempts.get(step_id, 1)
 
 
 class LineProgress(Progress):
     """One line per durable step transition, for pipes, CI logs and detached runs."""
 
-    def __init__(self, plan: RunPlan, state: RunState, out: Console, err: Console) -> None:
+    def __init__(
+        self, plan: RunPlan | RunOutline, state: RunState, out: Console, err: Console
+    ) -> None:
         super().__init__(plan, state, err)
         self.out = out
         self._lines: dict[type[ev.Event], Callable[[Any], str | None]] = {
@@ -134,7 +138,7 @@ class LineProgress(Progress):
         return f" (visit {visits})" if visits > 1 else ""
 
     def _run_started(self, event: ev.RunStarted) -> str:
-        count = len(self.plan.order)
+        count = len(self.outline.order)
         retry = f", retrying {event.retry_of}" if event.retry_of else ""
         return (
             f"run {self.run_id} started: {event.workflow_id} {event.workflow_version}, "
@@ -170,7 +174,9 @@ class LineProgress(Progress):
 class LiveProgress(Progress):
     """A live table on a terminal: a row per step, the tail of running steps' output."""
 
-    def __init__(self, plan: RunPlan, state: RunState, out: Console, err: Console) -> None:
+    def __init__(
+        self, plan: RunPlan | RunOutline, state: RunState, out: Console, err: Console
+    ) -> None:
         super().__init__(plan, state, err)
         self.out = out
         self.tails: dict[str, deque[str]] = {}
@@ -222,12 +228,12 @@ class LiveProgress(Progress):
         header = Text.assemble(
             ("run ", ""),
             (self.run_id, "bold"),
-            (f"  {self.plan.workflow.id} {self.plan.workflow.version}  ", ""),
+            (f"  {self.outline.workflow_id} {self.outline.version}  ", ""),
             (state.status.value, RUN_STYLE.get(state.status, "")),
             (f"  {seconds(self._elapsed(now))}", "dim"),
         )
         parts: list[RenderableType] = [header, self._table(now)]
-        for step_id in self.plan.order:
+        for step_id in self.outline.order:
             if state.step(step_id).status in ACTIVE_STEP:
                 parts.extend(
                     Text.assemble((f"  {step_id} │ ", "dim"), (line, ""))
@@ -244,7 +250,7 @@ class LiveProgress(Progress):
         table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
         for name in ("step", "status", "attempt", "time", "detail"):
             table.add_column(name, no_wrap=name != "detail", overflow="ellipsis")
-        for step_id in self.plan.order:
+        for step_id in self.outline.order:
             step = self.state.step(step_id)
             active = step.status in ACTIVE_STEP
             label = "running" if active else step.status.value
@@ -259,7 +265,9 @@ class LiveProgress(Progress):
         return table
 
 
-def progress_for(mode: str, plan: RunPlan, state: RunState, out: Console, err: Console) -> Progress:
+def progress_for(
+    mode: str, plan: RunPlan | RunOutline, state: RunState, out: Console, err: Console
+) -> Progress:
     """``json`` (silent), ``live`` or ``lines``; ``auto`` picks live on a terminal."""
     if mode == "auto":
         mode = "live" if out.is_terminal else "lines"

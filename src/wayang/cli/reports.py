@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 import click
 from rich.markup import escape
 
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import POLL_S, json_text, open_app
-from wayang.cli.history_text import Note, notes
 from wayang.cli.run_render import (
+    RunOutline,
     log_json,
     note_json,
     note_line,
@@ -25,13 +27,15 @@ from wayang.cli.run_render import (
     text_line,
 )
 from wayang.cli.trace_render import load_trace, trace_json, trace_lines
+from wayang.engine import events as ev
 from wayang.engine.replay import replay as replay_history
 from wayang.engine.state import TERMINAL_RUN, RunStatus
 from wayang.errors import UsageError
 from wayang.policy import gate_for
+from wayang.runtime.history_text import Note, notes
 from wayang.runtime.names import RunNotFoundError
-from wayang.runtime.operations import latest_run, load_run
-from wayang.store.port import LogLine, Store
+from wayang.runtime.operations import RunView, latest_run, load_run
+from wayang.store.port import LogLine, RunRecord, Store
 
 LOG_PAGE = 1000
 _TERMINAL = {status.value for status in TERMINAL_RUN}
@@ -45,10 +49,17 @@ def status(cli: CliContext, run_id: str | None, as_json: bool) -> None:
     """Show RUN (default: the latest run): its status and a row per step."""
     with open_app() as app:
         view = load_run(app.store, run_id or latest_run(app.store))
-        if as_json:
-            click.echo(json_text(status_json(view)))
-        else:
-            print_status(cli.out, view)
+    show_status(cli, view, as_json)
+
+
+def show_status(
+    cli: CliContext, view: RunView, as_json: bool, outline: RunOutline | None = None
+) -> None:
+    """What ``wayang status RUN`` prints (``outline``: the run's plan, when not its own)."""
+    if as_json:
+        click.echo(json_text(status_json(view, outline)))
+    else:
+        print_status(cli.out, view, outline)
 
 
 @click.command()
@@ -67,6 +78,13 @@ def runs(cli: CliContext, status_filter: str | None, limit: int, as_json: bool) 
     """List runs, newest first."""
     with open_app() as app:
         records = app.store.list_runs(status=status_filter, limit=limit)
+    show_runs(cli, records, status_filter, as_json)
+
+
+def show_runs(
+    cli: CliContext, records: Sequence[RunRecord], status_filter: str | None, as_json: bool
+) -> None:
+    """What ``wayang runs`` prints."""
     if as_json:
         click.echo(json_text([record_json(record) for record in records]))
     elif records:
@@ -114,32 +132,74 @@ def logs(
         store = app.store
         run_id = run_id or latest_run(store)
         view = load_run(store, run_id)
-        order = step_order(view.state)
-        if step_id is not None and step_id not in order:
-            raise UsageError(
-                f"run {run_id} has no step {step_id!r}; its steps are: {', '.join(order)}"
+        source = StoredLogs(store, run_id)
+        print_logs(source, step_order(view.state), step_id, follow=follow, as_json=as_json)
+
+
+class LogSource(Protocol):
+    """Where a run's log lines and history come from: the store, or a server."""
+
+    run_id: str
+
+    def lines(self, step_id: str | None, after_seq: int) -> list[LogLine]:
+        """The next page of log lines after ``after_seq`` (fewer than a page: the last)."""
+        ...
+
+    def history(self) -> list[ev.Event]: ...
+
+    def finished(self) -> bool: ...
+
+
+def print_logs(
+    source: LogSource, order: Sequence[str], step_id: str | None, *, follow: bool, as_json: bool
+) -> None:
+    """What ``wayang logs RUN`` prints (and with ``follow``, goes on printing)."""
+    if step_id is not None and step_id not in order:
+        raise UsageError(
+            f"run {source.run_id} has no step {step_id!r}; its steps are: {', '.join(order)}"
+        )
+    printer = _Printer(source, step_id, as_json)
+    printer.print_new()
+    while follow:
+        finished = source.finished()
+        if not printer.print_new() and finished:
+            break
+        time.sleep(POLL_S)
+
+
+class StoredLogs:
+    """A run's log lines and history, read from the store."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def lines(self, step_id: str | None, after_seq: int) -> list[LogLine]:
+        return self.store.read_logs(self.run_id, step_id, after_seq=after_seq, limit=LOG_PAGE)
+
+    def history(self) -> list[ev.Event]:
+        return load_run(self.store, self.run_id).history
+
+    def finished(self) -> bool:
+        record = self.store.get_run(self.run_id)
+        if record is None:
+            raise RunNotFoundError(
+                f"no run {self.run_id!r} in this store; 'wayang runs' lists runs"
             )
-        printer = _Printer(store, run_id, step_id, as_json)
-        printer.print_new()
-        while follow:
-            finished = _finished(store, run_id)
-            if not printer.print_new() and finished:
-                break
-            time.sleep(POLL_S)
+        return record.status in _TERMINAL
 
 
 class _Printer:
     """Prints a run's log lines merged by time with its events of note, each once."""
 
-    def __init__(self, store: Store, run_id: str, step_id: str | None, as_json: bool) -> None:
-        self.store, self.run_id, self.step_id, self.as_json = store, run_id, step_id, as_json
+    def __init__(self, source: LogSource, step_id: str | None, as_json: bool) -> None:
+        self.source, self.step_id, self.as_json = source, step_id, as_json
         self.last_seq = 0
         self.notes_seen = 0
 
     def print_new(self) -> bool:
         """Print what came since the last call; False when nothing did."""
         lines = self._new_lines()
-        fresh = notes(load_run(self.store, self.run_id).history)[self.notes_seen :]
+        fresh = notes(self.source.history())[self.notes_seen :]
         self.notes_seen += len(fresh)
         fresh = [n for n in fresh if self.step_id in (None, n.step_id)]
         merged: list[tuple[float, int, LogLine | Note]] = [
@@ -157,21 +217,12 @@ class _Printer:
     def _new_lines(self) -> list[LogLine]:
         found: list[LogLine] = []
         while True:
-            page = self.store.read_logs(
-                self.run_id, self.step_id, after_seq=self.last_seq, limit=LOG_PAGE
-            )
+            page = self.source.lines(self.step_id, self.last_seq)
             found.extend(page)
             if page:
                 self.last_seq = page[-1].seq
             if len(page) < LOG_PAGE:
                 return found
-
-
-def _finished(store: Store, run_id: str) -> bool:
-    record = store.get_run(run_id)
-    if record is None:
-        raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
-    return record.status in _TERMINAL
 
 
 @click.command()

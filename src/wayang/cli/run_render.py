@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wayang.cli.history_text import Note, notes, wait_text
 from wayang.engine import events as ev
 from wayang.engine.events import Event
 from wayang.engine.replay import ReplayReport
@@ -20,6 +20,7 @@ from wayang.engine.state import RunState, RunStatus, StepState, StepStatus
 from wayang.errors import WayangError
 from wayang.model.durations import format_duration
 from wayang.policy import gate_for
+from wayang.runtime.history_text import Note, notes, wait_text
 from wayang.runtime.operations import RunView
 from wayang.store.port import DeadLetter, LogLine, RunRecord
 
@@ -71,14 +72,37 @@ def iso_time(at: float | None) -> str | None:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True)
+class RunOutline:
+    """What the views of a run need of its plan: the workflow, its steps in order, and how many
+    attempts each may take (steps not listed: unknown, shown without a limit)."""
+
+    workflow_id: str
+    version: str
+    order: tuple[str, ...]
+    attempts: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of_plan(cls, plan: RunPlan) -> RunOutline:
+        attempts = {step_id: plan.steps[step_id].retry.attempts for step_id in plan.order}
+        return cls(plan.workflow.id, plan.workflow.version, tuple(plan.order), attempts)
+
+
+def outline_of(state: RunState) -> RunOutline:
+    """The outline of the plan pinned in the run's first event; when that definition cannot be
+    read (this version no longer reads it), the steps the history shows, with no limits."""
+    started = state.started
+    if started is None:
+        return RunOutline("", "", tuple(state.steps))
+    try:
+        return RunOutline.of_plan(RunPlan.from_started(started, gate_for))
+    except WayangError:
+        return RunOutline(started.workflow_id, started.workflow_version, tuple(state.steps))
+
+
 def step_order(state: RunState) -> list[str]:
     """The run's steps in plan order (the definition is pinned in its first event)."""
-    if state.started is not None:
-        try:
-            return list(RunPlan.from_started(state.started, gate_for).order)
-        except WayangError:  # a definition this version no longer reads: show what happened
-            pass
-    return list(state.steps)
+    return list(outline_of(state).order)
 
 
 def run_elapsed(state: RunState) -> float | None:
@@ -111,11 +135,12 @@ def _step_json(step: StepState) -> dict[str, Any]:
     return data
 
 
-def status_json(view: RunView) -> dict[str, Any]:
+def status_json(view: RunView, outline: RunOutline | None = None) -> dict[str, Any]:
     """:func:`run_json` plus the run's workflow, times and reason: what ``status --json`` prints."""
     record, state = view.record, view.state
+    order = (outline or outline_of(state)).order
     return {
-        **run_json(state, step_order(state)),
+        **run_json(state, order),
         "workflow_id": record.workflow_id,
         "created_at": iso_time(record.created_at),
         "updated_at": iso_time(record.updated_at),
@@ -286,9 +311,10 @@ def print_rows(console: Console, header: Sequence[str], rows: Sequence[Sequence[
         console.print(escape(line), soft_wrap=True)
 
 
-def print_status(console: Console, view: RunView) -> None:
+def print_status(console: Console, view: RunView, outline: RunOutline | None = None) -> None:
     """``wayang status``: the run, then one row per step."""
     record, state = view.record, view.state
+    outline = outline or outline_of(state)
     style = RUN_STYLE.get(state.status, "")
     version = state.started.workflow_version if state.started else ""
     console.print(
@@ -306,8 +332,8 @@ def print_status(console: Console, view: RunView) -> None:
         console.print(f"retry of {escape(state.started.retry_of)}", soft_wrap=True)
     if state.reason:
         console.print(f"reason: {escape(state.reason)}", soft_wrap=True)
-    limits = _attempt_limits(state)
-    rows = [_status_row(step_id, state.step(step_id), limits.get(step_id)) for step_id in limits]
+    limits = outline.attempts
+    rows = [_status_row(s, state.step(s), limits.get(s)) for s in outline.order]
     print_rows(console, ("step", "status", "attempts", "duration", "detail"), rows)
     denials = notes(e for e in view.history if isinstance(e, ev.PolicyDenied))
     if denials:
@@ -316,17 +342,6 @@ def print_status(console: Console, view: RunView) -> None:
             console.print(
                 f"  {clock(note.at)} {escape(note.step_id)}: {escape(note.text)}", soft_wrap=True
             )
-
-
-def _attempt_limits(state: RunState) -> dict[str, int | None]:
-    if state.started is not None:
-        try:
-            plan = RunPlan.from_started(state.started, gate_for)
-        except WayangError:
-            pass
-        else:
-            return {step_id: plan.steps[step_id].retry.attempts for step_id in plan.order}
-    return dict.fromkeys(state.steps)
 
 
 def _status_row(step_id: str, step: StepState, limit: int | None) -> list[str]:

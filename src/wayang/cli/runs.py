@@ -19,10 +19,10 @@ from rich.markup import escape
 
 from wayang.app import App
 from wayang.cli.authoring import parse_assignments
-from wayang.cli.background import read_handover, start_detached
+from wayang.cli.background import start_detached
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import cancel, drive_and_report, exit_code, json_text, open_app
-from wayang.cli.run_render import run_json, step_order, summary
+from wayang.cli.run_render import RunOutline, outline_of, run_json, summary
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, RunStatus
 from wayang.errors import UsageError, WayangError
@@ -32,7 +32,13 @@ from wayang.model.spec import Workflow
 from wayang.policy import gate_for
 from wayang.requirements import missing_requirements
 from wayang.runtime.engine import Engine
-from wayang.runtime.operations import RunRequest, load_run, prepare_retry, prepare_run
+from wayang.runtime.operations import (
+    RunRequest,
+    load_run,
+    prepare_retry,
+    prepare_run,
+    read_request_payload,
+)
 
 JSON_HELP = "Print one JSON object at the end instead of progress."
 
@@ -74,7 +80,7 @@ def run(
     """
     values = parse_assignments(params, "--param")
     overrides = parse_assignments(envs, "--env")
-    timeout_s = _duration(timeout, "--timeout")
+    timeout_s = duration_option(timeout, "--timeout")
     with open_app() as app:
         workers = parallel or app.settings.parallel
         request = prepare_run(file, values, overrides, parallel=workers, timeout_s=timeout_s)
@@ -90,7 +96,7 @@ def run(
 @pass_cli
 def drive_handover(cli: CliContext) -> None:
     """Create and drive the run handed over on stdin (what 'run --detach' starts)."""
-    run_id, started, reuse = read_handover(sys.stdin.read())
+    run_id, started, reuse = read_request_payload(sys.stdin.read())
     plan = RunPlan.from_started(started, gate_for)
 
     async def begin(engine: Engine) -> asyncio.Future[RunState]:
@@ -116,7 +122,7 @@ def resume(cli: CliContext, run_id: str, as_json: bool) -> None:
         view = load_run(app.store, run_id)
         state = view.state
         if state.finished or state.started is None:
-            _report_finished(cli, state, as_json)
+            report_finished(cli, state, as_json)
             exit_with(exit_code(state.status))
         plan = RunPlan.from_started(state.started, gate_for)
         check_requirements(plan.workflow, state.started.env_overrides)
@@ -147,7 +153,7 @@ def retry(cli: CliContext, run_id: str, from_step: str | None, as_json: bool) ->
         check_requirements(request.plan.workflow, request.started.env_overrides)
         new_id = new_run_id()
         if not as_json:
-            cli.err.print(f"retrying run {run_id} as {new_id}", soft_wrap=True, markup=False)
+            say_retrying(cli, run_id, new_id)
         exit_with(drive_new(cli, app, request, new_id, as_json))
 
 
@@ -170,18 +176,26 @@ def cancel_command(cli: CliContext, run_id: str, as_json: bool) -> None:
             )
         final = asyncio.run(cancel(app, run_id, "cancelled by 'wayang cancel'"))
         if final is None:
-            cli.err.print(
-                f"cancel requested, but run {run_id} has not stopped yet; its engine will stop "
-                f"it: check with 'wayang status {run_id}'",
-                soft_wrap=True,
-                markup=False,
-            )
+            say_not_stopped(cli, run_id)
             exit_with(1)
-        _report_finished(cli, final, as_json)
+        report_finished(cli, final, as_json)
         exit_with(0 if final.status is RunStatus.CANCELLED else 1)
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def say_not_stopped(cli: CliContext, run_id: str) -> None:
+    cli.err.print(
+        f"cancel requested, but run {run_id} has not stopped yet; its engine will stop "
+        f"it: check with 'wayang status {run_id}'",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+def say_retrying(cli: CliContext, run_id: str, new_id: str) -> None:
+    cli.err.print(f"retrying run {run_id} as {new_id}", soft_wrap=True, markup=False)
 
 
 def check_requirements(workflow: Workflow, overrides: Mapping[str, str]) -> None:
@@ -194,7 +208,7 @@ def check_requirements(workflow: Workflow, overrides: Mapping[str, str]) -> None
         )
 
 
-def _duration(text: str | None, option: str) -> float | None:
+def duration_option(text: str | None, option: str) -> float | None:
     if text is None:
         return None
     try:
@@ -223,9 +237,12 @@ def _detach(cli: CliContext, app: App, request: RunRequest, run_id: str, as_json
     )
 
 
-def _report_finished(cli: CliContext, state: RunState, as_json: bool) -> None:
+def report_finished(
+    cli: CliContext, state: RunState, as_json: bool, outline: RunOutline | None = None
+) -> None:
+    """A run that is not driven here: its summary line, or its JSON object."""
     if as_json:
-        click.echo(json_text(run_json(state, step_order(state))))
+        click.echo(json_text(run_json(state, (outline or outline_of(state)).order)))
     else:
         cli.out.print(escape(summary(state)), soft_wrap=True)
 

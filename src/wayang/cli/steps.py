@@ -8,7 +8,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,7 +225,14 @@ def steps_list(cli: CliContext, project_dir: Path | None, as_json: bool) -> None
     """
     with open_app() as app, open_steps(app, project_dir) as steps:
         registry = _loaded(cli, steps)
-    rows = [_step_row(registry, name) for name in sorted(registry.steps)]
+    show_steps(cli, [_step_row(registry, name) for name in sorted(registry.steps)], as_json)
+    if registry.errors:
+        raise click.exceptions.Exit(2)
+
+
+def show_steps(cli: CliContext, rows: Sequence[Sequence[Any]], as_json: bool) -> None:
+    """What ``wayang steps list`` prints: a row per step (name, type, trigger, emits, flows,
+    active, file)."""
     if as_json:
         keys = ("name", "type", "trigger", "emits", "flows", "active", "file")
         click.echo(json_text([dict(zip(keys, row, strict=True)) for row in rows]))
@@ -233,8 +240,6 @@ def steps_list(cli: CliContext, project_dir: Path | None, as_json: bool) -> None
         header = ("step", "type", "trigger", "emits", "flows", "active", "file")
         print_rows(cli.out, header, [[str(c) if not isinstance(c, list) else ", ".join(c)
                                       for c in r] for r in rows])  # fmt: skip
-    if registry.errors:
-        raise click.exceptions.Exit(2)
 
 
 def _step_row(registry: StepRegistry, name: str) -> list[Any]:
@@ -294,10 +299,15 @@ def flows(cli: CliContext, project_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json_text([graph.to_dict() for graph in graphs.values()]))
         return
-    if not graphs:
+    print_flows(cli, [graph.to_text() for graph in graphs.values()])
+
+
+def print_flows(cli: CliContext, texts: Sequence[str]) -> None:
+    """What ``wayang flows`` prints: each flow as text."""
+    if not texts:
         cli.err.print("no flows: give steps a 'flows' list to group them", soft_wrap=True)
-    for graph in graphs.values():
-        cli.out.print(escape(graph.to_text()), soft_wrap=True)
+    for text in texts:
+        cli.out.print(escape(text), soft_wrap=True)
 
 
 @click.command("lock")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +76,11 @@ def approvals(cli: CliContext, mine: bool, as_user: str | None, as_json: bool) -
     """List pending approvals, negotiations and external steps, oldest first."""
     with open_app() as app:
         found = pending_waits(app.store, actor_of(as_user) if mine else None)
+    print_waits(cli, found, as_json)
+
+
+def print_waits(cli: CliContext, found: Sequence[PendingWait], as_json: bool) -> None:
+    """What ``wayang approvals`` prints."""
     if as_json:
         click.echo(json_text([_wait_json(p) for p in found]))
     elif found:
@@ -149,13 +154,18 @@ def signal_and_report(
     with open_app() as app:
         seq = send_signal(app.store, run_id, step_id, kind=kind, actor=actor, data=data)
         answer = asyncio.run(_deliver(app, run_id, seq))
-    accepted = answer.status == "accepted"
+    report_answer(cli, seq, answer.status, answer.outcome, as_json)
+
+
+def report_answer(cli: CliContext, seq: int, status: str, outcome: str, as_json: bool) -> None:
+    """Print a signal's answer; exit 1 unless it was accepted."""
+    accepted = status == "accepted"
     if as_json:
-        click.echo(json_text({"seq": seq, "status": answer.status, "outcome": answer.outcome}))
+        click.echo(json_text({"seq": seq, "status": status, "outcome": outcome}))
     elif accepted:
-        cli.out.print(answer.outcome or f"signal {seq} accepted", soft_wrap=True, markup=False)
+        cli.out.print(outcome or f"signal {seq} accepted", soft_wrap=True, markup=False)
     else:
-        cli.err.print(f"signal {seq} rejected: {answer.outcome}", soft_wrap=True, markup=False)
+        cli.err.print(f"signal {seq} rejected: {outcome}", soft_wrap=True, markup=False)
     if not accepted:
         raise click.exceptions.Exit(1)
 
@@ -340,16 +350,21 @@ def emit(
     trace_id = new_trace_id()
     with open_app() as app:
         seq = publish(app.store, topic, value, actor=actor_of(as_user), key=key, trace_id=trace_id)
-        if as_json:
-            click.echo(json_text({"seq": seq, "topic": topic, "trace_id": trace_id}))
-        else:
-            click.echo(str(seq))
-            cli.err.print(f"trace {trace_id}", soft_wrap=True, markup=False)
+        report_emitted(cli, seq, topic, trace_id, as_json)
         from wayang.steps.project import load_project  # noqa: PLC0415 - see cli.steps
 
         env = load_project(project_dir).config.environment
         if not no_deliver and dev_server_running(app, env) is None:
             deliver_in_process(cli, app, project_dir, wait_s, quiet=as_json)
+
+
+def report_emitted(cli: CliContext, seq: int, topic: str, trace_id: str, as_json: bool) -> None:
+    """What ``wayang emit`` prints: the message's sequence number and its trace."""
+    if as_json:
+        click.echo(json_text({"seq": seq, "topic": topic, "trace_id": trace_id}))
+    else:
+        click.echo(str(seq))
+        cli.err.print(f"trace {trace_id}", soft_wrap=True, markup=False)
 
 
 COMMANDS = (approvals, approve, reject, offer, accept, decline, complete, emit)

@@ -7,6 +7,7 @@ small function here so every interface does it the same way.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import time
@@ -42,6 +43,22 @@ class RunRequest:
     reuse: Mapping[str, dict[str, Any]]
 
 
+def request_payload(request: RunRequest, run_id: str) -> str:
+    """A prepared run as JSON text: its id, first event and reused outputs (what a background
+    driver reads on stdin, and what the server's queue keeps until the run starts)."""
+    return json.dumps(
+        {"run_id": run_id, "started": request.started.to_data(), "reuse": dict(request.reuse)}
+    )
+
+
+def read_request_payload(text: str) -> tuple[str, ev.RunStarted, dict[str, dict[str, Any]]]:
+    data = json.loads(text)
+    started = ev.from_record(ev.RunStarted.TYPE, ev.EVENT_VERSION, data["started"])
+    if not isinstance(started, ev.RunStarted):
+        raise UsageError("the payload does not hold a run")
+    return str(data["run_id"]), started, dict(data.get("reuse") or {})
+
+
 def prepare_run(
     path: str | Path,
     params: Mapping[str, str],
@@ -68,6 +85,41 @@ def prepare_run(
         cwd=str(file.resolve().parent),
         now=time.time() if now is None else now,
         params_are_text=True,
+    )
+
+
+def prepare_source_run(
+    source: str,
+    filename: str,
+    params: Mapping[str, Any],
+    env_overrides: Mapping[str, str],
+    *,
+    cwd: str,
+    parallel: int,
+    timeout_s: float | None,
+    actor: str,
+    params_are_text: bool = False,
+    environ: Mapping[str, str] | None = None,
+    now: float | None = None,
+    workflow: Workflow | None = None,
+) -> RunRequest:
+    """Like :func:`prepare_run`, for a definition given as text (a server's API): ``params``
+    are JSON values unless ``params_are_text`` (the CLI's ``-p name=value``). ``workflow`` is
+    ``source`` already parsed, when the caller has it."""
+    workflow = workflow or parse_workflow(source, filename)
+    return _request(
+        workflow,
+        source,
+        filename,
+        params,
+        env_overrides,
+        parallel=parallel,
+        timeout_s=timeout_s,
+        environ=os.environ if environ is None else environ,
+        cwd=cwd,
+        now=time.time() if now is None else now,
+        params_are_text=params_are_text,
+        actor=actor,
     )
 
 

@@ -365,6 +365,15 @@ class Store(Protocol):
     def release_run(self, run_id: str, owner: str) -> None: ...
     def renew_leases(self, owner: str, now: float, lease_s: float) -> None: ...
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]: ...
+    def page_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[RunRecord]: ...
 
     # tasks
     def claim(

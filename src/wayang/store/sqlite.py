@@ -259,6 +259,28 @@ class SQLiteStore(DeliveriesMixin):
         found = self._rows("get_run", {"run_id": run_id, "tenant": tenant})
         return rows.read_run(found[0]) if found else None
 
+    def page_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[RunRecord]:
+        """Runs newest first, optionally of one status and workflow, older than ``before``
+        (the ``(created_at, run_id)`` of the last run of the page before)."""
+        before_at, before_id = before if before is not None else (float("inf"), "")
+        params = {
+            "tenant": tenant,
+            "status": status,
+            "workflow_id": workflow_id,
+            "before_at": before_at,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return [rows.read_run(row) for row in self._rows("page_runs", params)]
+
     def list_runs(
         self, status: str | None = None, limit: int = 50, tenant: str = DEFAULT_TENANT
     ) -> list[RunRecord]:
@@ -481,14 +503,18 @@ class SQLiteStore(DeliveriesMixin):
             conn.execute(self._sql["kv_set"], params)
 
     def kv_swap(self, namespace: str, key: str, expected: Any, value: Any) -> bool:
-        """Set ``key`` to ``value`` only if it holds ``expected`` (None: absent), atomically
-        against every other writer; whether it did."""
+        """Set ``key`` to ``value`` only if it holds ``expected``, atomically against every other
+        writer; whether it did. None stands for "absent" on both sides: expecting None means the
+        key must not exist, and a ``value`` of None deletes it."""
         where = {"namespace": namespace, "key": key}
         with self._write() as conn:
             found = conn.execute(self._sql["kv_get"], where).fetchone()
             if (rows.from_json(found[0]) if found else None) != expected:
                 return False
-            conn.execute(self._sql["kv_set"], {**where, "value": rows.to_json(value)})
+            if value is None:
+                conn.execute(self._sql["kv_delete"], where)
+            else:
+                conn.execute(self._sql["kv_set"], {**where, "value": rows.to_json(value)})
             return True
 
     def kv_delete(self, namespace: str, key: str) -> None:

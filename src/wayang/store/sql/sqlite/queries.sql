@@ -47,6 +47,18 @@ WHERE tenant = :tenant
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
 
+-- A page of runs, newest first, after the cursor (created_at, run_id) of the page before.
+-- name: page_runs
+SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+FROM runs
+WHERE tenant = :tenant
+    AND (:status IS NULL OR status = :status)
+    AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+    AND (created_at < :before_at OR (created_at = :before_at AND run_id < :before_id))
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;
+
 -- name: list_runs_by_status
 SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at

@@ -1,0 +1,129 @@
+"""``wayang server``: run the daemon (API, Workbench, engine, queue, steps, cron, timers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from wayang.app import App, Settings
+from wayang.cli.context import CliContext, pass_cli
+from wayang.cli.driver import STORE_KEY
+from wayang.runtime.engine import EngineSettings
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    metavar="PATH",
+    help="Unix socket to listen on too [default: one derived from the store; '' for none].",
+)
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Serve this steps project too: its event steps, API steps (under /steps) and crons.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Step attempts run at once per run [default: the number of CPUs].",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Busy runs at once; more wait in the queue.",
+)
+@click.option(
+    "--max-runs-per-workflow",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Busy runs of one workflow at once (0: no limit).",
+)
+@click.option(
+    "--max-queued",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Runs the queue holds; more are refused (HTTP 429).",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds busy runs get on SIGTERM before they are handed back.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the API token [default: $WAYANG_API_TOKEN]; required off loopback.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Server log lines: readable text, or one JSON object per line.",
+)
+@pass_cli
+def server(
+    cli: CliContext,
+    *,
+    host: str,
+    port: int,
+    socket_path: str | None,
+    project_dir: Path | None,
+    workers: int | None,
+    max_runs: int,
+    max_runs_per_workflow: int,
+    max_queued: int,
+    grace_s: float,
+    token_file: Path | None,
+    log_format: str,
+) -> None:
+    """Run the Wayang server: the HTTP API (/api/v1, docs at /api/docs), the Workbench (/),
+    the engine with its queue of runs, and the steps of --project.
+
+    Unfinished runs in the store are carried on, including those a stopped server or CLI left.
+    SIGTERM or Ctrl-C stops taking new runs, lets busy ones finish for --grace seconds, then
+    hands the rest back to the store and exits 0.
+    """
+    from wayang.observe import Metrics, Tracing, configure_logging  # noqa: PLC0415
+    from wayang.server.core import CoreSettings, ServerCore  # noqa: PLC0415
+    from wayang.server.daemon import Listen, read_token, serve  # noqa: PLC0415
+    from wayang.server.queue import Limits  # noqa: PLC0415
+
+    configure_logging("json" if log_format == "json" else "text")
+    store = click.get_current_context().meta.get(STORE_KEY)
+    settings = Settings.from_environment(store)
+    settings = replace(
+        settings,
+        engine=EngineSettings(adopt_orphans=True),
+        parallel=workers or settings.parallel,
+    )
+    listen = Listen(host, port, socket_path, read_token(None, token_file))
+    limits = Limits(max_runs, max_runs_per_workflow, max_queued)
+    core_settings = CoreSettings(limits, project_dir, grace_s, settings.parallel)
+    app = App(settings)
+    tracing = Tracing.from_environment(os.environ)
+    try:
+        core = ServerCore(app, core_settings, metrics=Metrics(), tracing=tracing)
+        asyncio.run(serve(core, listen, settings.store))
+    finally:
+        tracing.shutdown()
+        app.close()

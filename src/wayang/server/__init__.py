@@ -1,0 +1,1 @@
+"""``wayang server``: the daemon, its HTTP API (``/api/v1``) and the Workbench."""

@@ -1,0 +1,126 @@
+"""The queue of submitted runs, kept in the store so a restart loses none of them.
+
+A run submitted to the server is prepared (validated, planned) at once, then waits here until
+the concurrency limits let it start: at most ``max_runs`` busy runs in all, and at most
+``per_workflow`` busy runs of any one workflow (``0``: no limit). A run is *busy* while one of its
+steps is scheduled, running or backing off; a run parked on a person, an event or a timer holds
+no slot. Runs start in the order they were submitted, except that one held back by its
+workflow's limit lets later runs of other workflows go first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from wayang.errors import UsageError
+from wayang.runtime.operations import RunRequest, read_request_payload, request_payload
+from wayang.store.port import Store
+
+RUN_QUEUE = "run-queue"
+"""The key-value namespace of queued runs: ``<submitted at, zero-padded>/<run id>`` → payload."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_runs: int = 64
+    per_workflow: int = 0
+    max_queued: int = 10_000
+
+
+@dataclass(frozen=True)
+class Queued:
+    key: str
+    run_id: str
+    workflow_id: str
+    submitted_at: float
+    payload: str
+
+    def request(self) -> tuple[str, RunRequest]:
+        from wayang.engine.runplan import RunPlan  # noqa: PLC0415 - only when a run starts
+        from wayang.policy import gate_for  # noqa: PLC0415
+
+        run_id, started, reuse = read_request_payload(self.payload)
+        return run_id, RunRequest(RunPlan.from_started(started, gate_for), started, reuse)
+
+
+class QueueFullError(UsageError):
+    """The queue holds ``max_queued`` runs already."""
+
+
+class RunQueue:
+    """Queued runs in ``store``, oldest first."""
+
+    def __init__(self, store: Store, limits: Limits) -> None:
+        self.store = store
+        self.limits = limits
+
+    def put(self, request: RunRequest, run_id: str, now: float | None = None) -> int:
+        """Queue a prepared run; its position (1 = next)."""
+        entries = self.entries()
+        if len(entries) >= self.limits.max_queued:
+            raise QueueFullError(
+                f"the run queue is full ({self.limits.max_queued} runs waiting); try again "
+                "later or raise --max-queued"
+            )
+        at = time.time() if now is None else now
+        key = f"{at:017.6f}/{run_id}"
+        value = {
+            "run_id": run_id,
+            "workflow_id": request.started.workflow_id,
+            "submitted_at": at,
+            "payload": request_payload(request, run_id),
+        }
+        self.store.kv_set(RUN_QUEUE, key, value)
+        return len(entries) + 1
+
+    def entries(self) -> list[Queued]:
+        found = self.store.kv_scan(RUN_QUEUE)
+        return [
+            Queued(
+                key,
+                str(v["run_id"]),
+                str(v["workflow_id"]),
+                float(v["submitted_at"]),
+                str(v["payload"]),
+            )
+            for key, v in sorted(found.items())
+            if isinstance(v, dict)
+        ]
+
+    def find(self, run_id: str) -> Queued | None:
+        return next((q for q in self.entries() if q.run_id == run_id), None)
+
+    def remove(self, entry: Queued) -> bool:
+        """Take ``entry`` off the queue; False if it was gone already (started or cancelled)."""
+        return self.store.kv_swap(RUN_QUEUE, entry.key, self._value(entry), None)
+
+    def restore(self, entry: Queued) -> None:
+        """Put back an entry taken off the queue that could not start."""
+        self.store.kv_set(RUN_QUEUE, entry.key, self._value(entry))
+
+    def startable(self, busy: dict[str, int]) -> list[Queued]:
+        """The queued runs that may start now, given the busy runs per workflow."""
+        limits = self.limits
+        total = sum(busy.values())
+        counts = dict(busy)
+        chosen: list[Queued] = []
+        for entry in self.entries():
+            if total >= limits.max_runs:
+                break
+            mine = counts.get(entry.workflow_id, 0)
+            if limits.per_workflow and mine >= limits.per_workflow:
+                continue
+            chosen.append(entry)
+            counts[entry.workflow_id] = mine + 1
+            total += 1
+        return chosen
+
+    @staticmethod
+    def _value(entry: Queued) -> dict[str, object]:
+        return {
+            "run_id": entry.run_id,
+            "workflow_id": entry.workflow_id,
+            "submitted_at": entry.submitted_at,
+            "payload": entry.payload,
+        }

@@ -1,0 +1,347 @@
+"""The HTTP API's wire models: what ``wayang server`` sends and accepts, and what
+:mod:`wayang.client` reads and sends. One set of schemas for both ends (and for the OpenAPI
+document the server publishes).
+
+Times are ISO-8601 strings in UTC (``2026-11-21T08:54:14.123+00:00``); durations are seconds.
+Requests refuse unknown fields, so a misspelt one is a 422 naming it rather than ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+RUN_STATUSES = ("queued", "pending", "running", "succeeded", "failed", "cancelled")
+
+
+class Reply(BaseModel):
+    """Base of responses: readers ignore fields a newer server adds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Ask(BaseModel):
+    """Base of requests: unknown fields are an error that names them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(Reply, Generic[T]):
+    """One page of a list; pass ``next`` back as ``cursor`` for the following page."""
+
+    items: list[T]
+    next: str | None = None
+
+
+# ------------------------------------------------------------------------------ problems
+
+
+class FieldError(Reply):
+    field: str
+    message: str
+
+
+class Problem(Reply):
+    """RFC 9457 problem details; ``type`` is stable per kind of error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] = []
+
+
+# ------------------------------------------------------------------------------ workflows
+
+
+class DiagnosticView(Reply):
+    file: str
+    line: int
+    column: int
+    severity: str
+    code: str
+    message: str
+
+
+class ParameterView(Reply):
+    type: str
+    required: bool
+    default: Any = None
+    description: str = ""
+    choices: list[Any] | None = None
+
+
+class WorkflowVersion(Reply):
+    version: str
+    sha256: str
+    filename: str
+    registered_at: str
+
+
+class WorkflowSummary(Reply):
+    id: str
+    name: str
+    description: str = ""
+    latest: str
+    versions: int
+
+
+class WorkflowDetail(WorkflowSummary):
+    parameters: dict[str, ParameterView]
+    steps: list[str]
+    history: list[WorkflowVersion]
+    source: str
+    graph: GraphView
+
+
+class GraphNode(Reply):
+    id: str
+    kind: str
+    label: str
+    active: bool = True
+    status: str | None = None
+
+
+class GraphEdge(Reply):
+    source: str
+    target: str
+    kind: str  # needs | next | transition | branch | loop | on | topic
+    label: str = ""
+    virtual: bool = False
+
+
+class GraphView(Reply):
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
+class WorkflowSource(Ask):
+    """A ``workflow.toml`` as text; ``filename`` is what diagnostics name."""
+
+    source: str = Field(min_length=1, max_length=1_000_000)
+    filename: str = "workflow.toml"
+
+
+class ValidationReport(Reply):
+    valid: bool
+    workflow_id: str | None = None
+    diagnostics: list[DiagnosticView]
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+class StartRun(Ask):
+    """Start a run of a registered workflow (``workflow``, optionally ``version``) or of the
+    definition given as ``source`` (then ``filename`` and ``cwd`` say where it lives)."""
+
+    workflow: str | None = None
+    version: str | None = None
+    source: str | None = Field(default=None, max_length=1_000_000)
+    filename: str = "workflow.toml"
+    cwd: str | None = None
+    params: dict[str, Any] = {}
+    params_are_text: bool = False
+    env: dict[str, str] = {}
+    timeout: str | None = None
+
+
+class StepView(Reply):
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    visits: int = 0
+    outputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    error: str | None = None
+    reason: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float = 0.0
+    waiting_for: str | None = None
+
+
+class RunSummary(Reply):
+    run_id: str
+    workflow_id: str
+    status: str
+    created_at: str | None
+    updated_at: str | None
+
+
+class RunDetail(RunSummary):
+    reason: str | None = None
+    params: dict[str, Any] = {}
+    started_by: str = ""
+    retry_of: str = ""
+    order: list[str] = []
+    steps: dict[str, StepView] = {}
+    graph: GraphView | None = None
+
+
+class RunAccepted(Reply):
+    """A run taken: ``queued`` until a slot frees, else ``running``."""
+
+    run_id: str
+    status: str
+    position: int | None = None
+
+
+class CancelRun(Ask):
+    reason: str = "cancelled through the API"
+
+
+class RetryRun(Ask):
+    from_step: str | None = None
+
+
+class EventView(Reply):
+    seq: int
+    type: str
+    at: str | None
+    data: dict[str, Any]
+
+
+class LogLineView(Reply):
+    seq: int | None
+    at: str | None
+    step: str
+    attempt: int | None
+    stream: str
+    line: str
+
+
+class SpanView(Reply):
+    """One bar of a run's timeline: a step attempt (or a wait) from start to end."""
+
+    step: str
+    attempt: int
+    status: str
+    start: float
+    end: float | None
+    kind: str = "attempt"
+
+
+class RunTrace(Reply):
+    run_id: str
+    workflow_id: str
+    status: str
+    start: float | None
+    end: float | None
+    spans: list[SpanView]
+
+
+# ------------------------------------------------------------------------------ people
+
+
+class PendingWaitView(Reply):
+    run_id: str
+    workflow_id: str
+    step_id: str
+    kind: Literal["approval", "negotiation", "complete"]
+    since: str | None
+    prompt: str = ""
+    assignees: list[str] = []
+    wait: dict[str, Any] = {}
+
+
+class Vote(Ask):
+    comment: str = ""
+    fields: dict[str, Any] = {}
+
+
+class Offer(Ask):
+    terms: dict[str, Any] = Field(min_length=1)
+    comment: str = ""
+
+
+class Completion(Ask):
+    outputs: dict[str, Any] = {}
+
+
+class SignalAnswer(Reply):
+    seq: int
+    status: str
+    outcome: str
+
+
+# ------------------------------------------------------------------------------ event steps
+
+
+class Emit(Ask):
+    topic: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    data: Any = None
+    key: str = ""
+
+
+class Emitted(Reply):
+    seq: int
+    topic: str
+    trace_id: str
+
+
+class StepInfo(Reply):
+    name: str
+    type: str
+    trigger: str
+    emits: list[str]
+    flows: list[str]
+    active: bool
+    file: str
+
+
+class FlowView(Reply):
+    name: str
+    graph: GraphView
+
+
+class StateGroup(Reply):
+    group: str
+    values: list[Any]
+
+
+class DeliveryView(Reply):
+    id: str
+    step: str
+    topic: str
+    status: str
+    attempt: int
+    trace_id: str
+    error: str = ""
+
+
+# ------------------------------------------------------------------------------ dead letters
+
+
+class DeadLetterView(Reply):
+    id: str
+    kind: Literal["step", "delivery"]
+    run_id: str
+    step: str
+    attempts: int
+    error: str
+    at: str | None
+
+
+class Replayed(Reply):
+    id: str
+    run_id: str | None = None
+    delivery_id: str | None = None
+
+
+# ------------------------------------------------------------------------------ health
+
+
+class Health(Reply):
+    status: Literal["ok", "starting", "stopping"]
+    version: str
+    store: str
+    runs_active: int = 0
+    runs_queued: int = 0
+
+
+WorkflowDetail.model_rebuild()
