@@ -144,7 +144,8 @@ def bench_start(server: Server, client: httpx.Client, seconds: float) -> dict[st
 
 
 async def bench_sse(server: Server, watchers: int) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+    limits = httpx.Limits(max_connections=watchers + 10)  # the watchers, and the emit
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
         source = 'id = "bench-wait"\n[steps.gate]\nkind = "event"\ntopic = "bench.go"\n'
         run_id = (await client.post("/api/v1/runs", json={"source": source})).json()["run_id"]
         await asyncio.sleep(0.5)

@@ -57,6 +57,12 @@ def guard(resource: str, action: str) -> Any:
     }
 
 
+def _json(model: wire.Reply, status: int = 200) -> Response:
+    """A model as the response, serialised once (hot routes; ``response_model`` still
+    documents them)."""
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
 def core_of(request: Request) -> ServerCore:
     core: ServerCore = request.app.state.core
     return core
@@ -195,9 +201,9 @@ def _runs() -> APIRouter:
     r = APIRouter(prefix="/runs", tags=["runs"])
 
     @r.post("", status_code=202, response_model=wire.RunAccepted, **guard("runs", "create"))
-    async def start(body: wire.StartRun, core: Core, actor: Actor) -> wire.RunAccepted:
+    async def start(body: wire.StartRun, core: Core, actor: Actor) -> Response:
         """Start a run; it is queued while the concurrency limits are reached."""
-        return core.start_run(body, actor)
+        return _json(core.start_run(body, actor), 202)
 
     @r.get("", response_model=wire.Page[wire.RunSummary], **guard("runs", "read"))
     def list_runs(
@@ -212,8 +218,8 @@ def _runs() -> APIRouter:
         return core.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor)
 
     @r.get("/{run_id}", response_model=wire.RunDetail, **guard("runs", "read"))
-    def get_run(run_id: str, core: Core) -> wire.RunDetail:
-        return core.run(run_id)
+    async def get_run(run_id: str, core: Core) -> Response:
+        return _json(core.run(run_id))
 
     @r.post("/{run_id}/cancel", response_model=wire.RunSummary, **guard("runs", "cancel"))
     async def cancel(

@@ -90,7 +90,8 @@ async def serve(core: ServerCore, listen: Listen, store_location: str) -> None:
         url = f"http://{listen.host}:{listen.port}"
         where = {"url": url, "socket": str(path) if listen.socket != "" else "", "pid": os.getpid()}
         core.store.kv_set(SERVERS, core.engine.owner if core.engine else "server", where)
-        log.info("wayang server on %s (socket %s), store %s", url, path or "-", store_location)
+        socket_text = str(path) if listen.socket != "" else "none"
+        log.info("wayang server on %s (socket %s), store %s", url, socket_text, store_location)
         try:
             await asyncio.gather(*(s.serve() for s in servers))
         finally:
