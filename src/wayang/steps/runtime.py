@@ -116,7 +116,8 @@ class StepRuntime:
         # A commit or a claim on its way: what they finish or lease is in neither _running nor
         # _batch until they return, so settle() must not take their absence for quiet.
         self._committing = False
-        self._claiming = False
+        self._claim_idle = asyncio.Event()
+        self._claim_idle.set()
         self.cursor = 0
         self.failure: BaseException | None = None
 
@@ -181,7 +182,11 @@ class StepRuntime:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             await self.flush()
-            busy = self._running or self._batch or self._committing or self._claiming
+            # Wait out a claim in flight instead of sampling it: deliveries it takes are started
+            # when it ends. (Counting "a claim is in flight" as busy phase-locked this loop with
+            # the 20 ms poll under load, so settle could time out with nothing to do.)
+            await self._claim_idle.wait()
+            busy = self._running or self._batch or self._committing
             if not busy and not self._due_soon():
                 return True
             await asyncio.sleep(self.settings.poll_every_s)
@@ -242,13 +247,13 @@ class StepRuntime:
             latest = await loop.run_in_executor(self._writer, self.store.latest_topic_seq)
             if latest > self.cursor:
                 self._wake.set()
-            self._claiming = True
+            self._claim_idle.clear()
             try:
                 claimed = await loop.run_in_executor(self._writer, self._claim)
                 for delivery in claimed:
                     self._start(delivery)
             finally:
-                self._claiming = False
+                self._claim_idle.set()
 
     def _claim(self) -> list[Delivery]:
         return self.store.claim_deliveries(
