@@ -341,6 +341,11 @@ def test_health_readiness_metrics_and_openapi(tmp_path: Path) -> None:
         assert (started.labels, started.value) == ({"workflow": "sleepy"}, 1.0)
         requests = families["wayang_http_requests"].samples
         assert any(s.labels["route"] == "/api/v1/runs/{run_id}" for s in requests)
+        # Starts are served before FastAPI's routing (server/fast_start.py), under the same name.
+        starts = [s for s in requests if s.labels["route"] == "/api/v1/runs"]
+        assert [(s.labels["method"], s.labels["status"], s.value) for s in starts] == [
+            ("POST", "202", 1.0)
+        ]
 
         schema = (await client.get("/api/v1/openapi.json")).json()
         start = schema["paths"]["/api/v1/runs"]["post"]
@@ -365,6 +370,15 @@ def test_a_token_guards_every_route_but_health(tmp_path: Path) -> None:
         right = await client.get("/api/v1/runs", headers={"authorization": "Bearer s3cret"})
         assert right.status_code == 200
         assert (await client.get("/metrics")).status_code == 401
+
+        start = {"source": SLEEPY, "params": {"seconds": 0}}
+        no_token = await client.post("/api/v1/runs", json=start)
+        assert no_token.status_code == 401 and "runs.create" in no_token.json()["detail"]
+        as_ada = {"authorization": "Bearer s3cret", "x-wayang-user": "ada"}
+        started = await client.post("/api/v1/runs", json=start, headers=as_ada)
+        assert started.status_code == 202
+        detail = await client.get(f"/api/v1/runs/{started.json()['run_id']}", headers=as_ada)
+        assert detail.json()["started_by"] == "ada"
 
     serve(tmp_path, body, token="s3cret")
 

@@ -90,6 +90,49 @@ needs = ["sign"]
 run = "echo shipped"
 """
 
+API_STEPS = {
+    "greet.step.py": """
+config = {
+    "type": "api",
+    "name": "Greet",
+    "method": "POST",
+    "path": "/greet/:name",
+    "bodySchema": {
+        "type": "object",
+        "properties": {"mood": {"type": "string"}},
+        "required": ["mood"],
+    },
+    "emits": [],
+}
+
+
+async def handler(req, ctx):
+    greeting = {"greeting": f"hello {req.pathParams['name']}", "mood": req.body["mood"]}
+    return {"status": 201, "body": {**greeting, "query": req.queryParams}}
+""",
+    "ping.step.py": """
+config = {"type": "api", "name": "Ping", "method": "GET", "path": "/ping", "emits": []}
+
+
+async def handler(req, ctx):
+    return {"status": 200, "body": {"pong": True, "body": req.rawBody}}
+""",
+    "retired.step.py": """
+config = {"type": "api", "name": "Retired", "method": "GET", "path": "/retired", "emits": []}
+
+
+async def handler(req, ctx):
+    return {"status": 200, "body": {}}
+""",
+    "listen.step.py": """
+config = {"type": "event", "name": "Listen", "subscribes": ["greeted"], "emits": []}
+
+
+async def handler(input, ctx):
+    pass
+""",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -436,6 +479,83 @@ def test_emitting_from_the_trigger_page_feeds_the_project_steps(
         expect(store).to_have_attribute("data-active", "false")
         steps = {s["name"]: s for s in served.http.get("/steps").json()}
         assert steps["StoreOrder"]["active"] is False
+    finally:
+        ui.close()
+        served.stop()
+
+
+@pytest.mark.timeout(90)
+def test_the_trigger_page_without_a_project_offers_no_api_steps(ui: Page) -> None:
+    ui.open("/trigger")
+    expect(ui.by("emit-form")).to_be_visible()
+    expect(ui.by("no-project")).to_contain_text("wayang server --project DIR")
+    expect(ui.by("api-form")).to_have_count(0)
+    expect(ui.by("banner")).to_be_hidden()
+
+
+@pytest.mark.timeout(90)
+def test_an_api_step_called_from_the_trigger_page_answers(browser: Any, tmp_path: Path) -> None:
+    project = tmp_path / "api-project"
+    (project / "steps").mkdir(parents=True)
+    (project / "wayang.toml").write_text('[steps]\nfolders = ["steps"]\n')
+    for name, source in API_STEPS.items():
+        (project / "steps" / name).write_text(source)
+    served = WorkbenchServer(tmp_path / "served", project=project).wait_until_ready()
+    ui = Page(browser, served.url)
+    calls: list[str] = []
+    ui.page.on("request", lambda r: calls.append(r.url) if "/steps/greet" in r.url else None)
+    try:
+        served.http.post("/steps/Retired/deactivate").raise_for_status()
+        page = ui.open("/trigger")
+        choice = ui.by("api-step")
+        # active API steps only, as method and path
+        options = choice.locator("option").all_inner_texts()
+        assert options == ["POST /greet/:name · Greet", "GET /ping · Ping"]
+
+        choice.select_option("Greet")
+        expect(ui.by("api-url")).to_have_text("fill in the path parameter :name")
+        expect(ui.by("api-send")).to_be_disabled()
+        ui.by("path-param-name").fill("ada")
+        ui.by("api-query").fill("lang=en")
+        ui.by("api-body").fill('{"mood": "sunny",')
+        # the inline error names the problem (the browser's own words, after "not JSON:")
+        expect(ui.by("api-json-check")).to_have_text(re.compile(r"^not JSON: \S.{10,}"))
+        expect(ui.by("api-send")).to_be_disabled()
+        ui.by("api-form").evaluate("form => form.requestSubmit()")  # sends nothing either
+        expect(ui.by("api-response")).to_be_empty()
+
+        ui.by("api-body").fill('{"mood": "sunny"}')
+        expect(ui.by("api-json-check")).to_have_text("valid JSON")
+        expect(ui.by("api-url")).to_have_text("POST /steps/greet/ada?lang=en")
+        ui.by("api-send").click()
+        expect(ui.by("api-status")).to_have_text("201 Created")
+        body = ui.by("api-response-body")
+        expect(body).to_contain_text('"greeting": "hello ada"')
+        expect(body).to_contain_text('"mood": "sunny"')
+        expect(body).to_contain_text('"lang": "en"')
+        expect(ui.by("api-problem")).to_have_count(0)
+        assert "null" not in ui.by("api-response").inner_text()
+        assert calls == [f"{served.url}/steps/greet/ada?lang=en"]
+
+        # the step's refusal, an RFC 9457 problem, is shown as one
+        ui.by("api-body").fill('{"mood": 5}')
+        ui.by("api-send").click()
+        expect(ui.by("api-status")).to_have_text("400 Bad Request")
+        expect(ui.by("api-problem-title")).to_have_text("Invalid request body")
+        expect(ui.by("api-problem")).to_contain_text("mood")
+        expect(ui.by("api-response-body")).to_contain_text('"status": 400')
+        assert len(calls) == 2
+
+        # a GET step takes no body: the editor is hidden and nothing is sent
+        choice.select_option("Ping")
+        expect(ui.by("api-body-part")).to_be_hidden()
+        expect(ui.by("api-response")).to_be_empty()
+        ui.by("api-send").click()
+        expect(ui.by("api-status")).to_have_text("200 OK")
+        expect(ui.by("api-response-body")).to_contain_text('"pong": true')
+        expect(ui.by("api-response-body")).to_contain_text('"body": ""')
+        expect(ui.by("banner")).to_be_hidden()
+        assert page.url.endswith("#/trigger")
     finally:
         ui.close()
         served.stop()

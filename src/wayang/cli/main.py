@@ -20,6 +20,7 @@ from wayang.cli.reports import logs, replay, runs, status
 from wayang.cli.runs import cancel_command, drive_handover, resume, retry, run
 from wayang.cli.server import server
 from wayang.cli.steps import COMMANDS as STEP_COMMANDS
+from wayang.cli.trace_export import trace
 from wayang.cli.waits import COMMANDS as WAIT_COMMANDS
 from wayang.errors import DefinitionError, WayangError
 
@@ -80,6 +81,7 @@ for command in (
     resume,
     retry,
     replay,
+    trace,
     dlq,
     drive_handover,
     server,

@@ -29,6 +29,7 @@ import click
 from wayang.app import Settings
 from wayang.cli import remote_reads as reads
 from wayang.cli import remote_runs as runs
+from wayang.cli import trace_export
 from wayang.cli.context import CliContext
 from wayang.cli.driver import STORE_KEY
 from wayang.client import ApiError, Client, ServerUnavailableError
@@ -64,6 +65,7 @@ REMOTE: dict[str, Remote] = {
     "status": Remote(reads.status),
     "runs": Remote(reads.runs),
     "logs": Remote(reads.logs, unless=("trace_id",)),  # traces live in the store only
+    "trace": Remote(trace_export.remote_trace),
     "approvals": Remote(reads.approvals),
     "approve": Remote(reads.approve),
     "reject": Remote(reads.reject),

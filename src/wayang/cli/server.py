@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,7 +124,18 @@ def server(
     tracing = Tracing.from_environment(os.environ)
     try:
         core = ServerCore(app, core_settings, metrics=Metrics(), tracing=tracing)
-        asyncio.run(serve(core, listen, settings.store))
+        with asyncio.Runner(loop_factory=fast_loop()) as runner:
+            runner.run(serve(core, listen, settings.store))
     finally:
         tracing.shutdown()
         app.close()
+
+
+def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it comes with uvicorn[standard]): socket I/O
+    was a fifth of a run start on the default loop. None: asyncio's own."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

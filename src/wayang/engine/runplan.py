@@ -59,13 +59,21 @@ class RunPlan:
 
     @classmethod
     def build(
-        cls, workflow: Workflow, started: RunStarted, gates: GateFactory | None = None
+        cls,
+        workflow: Workflow,
+        started: RunStarted,
+        gates: GateFactory | None = None,
+        *,
+        plan: Plan | None = None,
     ) -> RunPlan:
+        """``plan`` is the workflow planned with ``started``'s parameters and environment, when
+        the caller made it already."""
         if gates is None and _has_policy(workflow, started):
             raise ValueError("this run has a policy: build its plan with wayang.policy.plan_run")
-        plan = plan_workflow(
-            workflow, started.params, environ=started.env, env_overrides=started.env_overrides
-        )
+        if plan is None:
+            plan = plan_workflow(
+                workflow, started.params, environ=started.env, env_overrides=started.env_overrides
+            )
         flow = _Flow(workflow, plan)
         gate = gates(workflow, started) if gates is not None else AllowAll()
         return cls(

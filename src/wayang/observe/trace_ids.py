@@ -39,6 +39,13 @@ def attempt_span_id_of(run_id: str, step_id: str, attempt: int) -> int:
     return int.from_bytes(_digest(f"{run_id}/{step_id}/{attempt}")[:8]) or 1
 
 
+def wait_span_id_of(run_id: str, step_id: str, attempt: int) -> int:
+    """The 64-bit id of the span of a step's wait still open (for a person, an event, a timer or
+    a subworkflow), from a key no attempt span uses; once the wait settles, the step's span is
+    :func:`attempt_span_id_of` of the settling attempt, as live tracing names it."""
+    return int.from_bytes(_digest(f"{run_id}/{step_id}/{attempt}/wait")[:8]) or 1
+
+
 def traceparent_of(trace_id: int, span_id: int) -> str:
     """The W3C ``traceparent`` header naming ``span_id`` as the parent, sampled."""
     return f"00-{trace_id:032x}-{span_id:016x}-01"

@@ -14,10 +14,12 @@ from wayang.engine.gate import PolicyGate
 from wayang.model.spec import Workflow
 from wayang.policy.files import (
     POLICY_FILENAME,
+    PolicyFiles,
     find_policy_file,
     load_policy_file,
     parse_policy,
     parse_policy_cached,
+    project_policy,
 )
 from wayang.policy.plugins import ENTRY_POINT_GROUP, load_engine
 from wayang.policy.rules import RuleGate, merge
@@ -41,6 +43,7 @@ def gate_for(workflow: Workflow, started: RunStarted) -> PolicyGate:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "POLICY_FILENAME",
+    "PolicyFiles",
     "RuleGate",
     "find_policy_file",
     "gate_for",
@@ -48,4 +51,5 @@ __all__ = [
     "load_policy_file",
     "merge",
     "parse_policy",
+    "project_policy",
 ]

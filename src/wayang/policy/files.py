@@ -9,7 +9,9 @@ diagnostics by the same machinery as workflow files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +65,42 @@ def find_policy_file(start: Path, environ: Mapping[str, str]) -> Path | None:
         if (candidate / ".git").exists():
             return None
     return None
+
+
+def project_policy(filename: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The project policy file (text, name) that governs the workflow file ``filename``, or
+    empty strings when there is none."""
+    found = find_policy_file(Path(filename).resolve().parent, environ)
+    return load_policy_file(found) if found is not None else ("", "")
+
+
+class PolicyFiles:
+    """:func:`project_policy`, remembered for ``fresh_s`` seconds per folder.
+
+    A server starts many runs of workflows in few folders; finding and reading the policy file
+    for each was a sixth of a start. A policy file written or changed therefore reaches new
+    runs within ``fresh_s`` seconds; a run keeps the text it started with either way.
+    """
+
+    def __init__(self, fresh_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.fresh_s = fresh_s
+        self._clock = clock
+        self._found: dict[tuple[str, str], tuple[float, tuple[str, str]]] = {}
+
+    def __call__(self, filename: str, environ: Mapping[str, str]) -> tuple[str, str]:
+        key = (os.path.dirname(filename), environ.get(ENV_VARIABLE, ""))
+        now = self._clock()
+        kept = self._found.get(key)
+        if kept is not None and now - kept[0] < self.fresh_s:
+            return kept[1]
+        policy = project_policy(filename, environ)
+        if len(self._found) >= FOLDERS_KEPT:
+            self._found.clear()
+        self._found[key] = (now, policy)
+        return policy
+
+
+FOLDERS_KEPT = 1024
 
 
 def load_policy_file(path: Path) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,16 @@ from wayang.model.loader import load_workflow, parse_workflow
 from wayang.model.plan import plan_workflow
 from wayang.model.spec import Workflow
 from wayang.model.validate import build_graph
-from wayang.policy import find_policy_file, gate_for, load_policy_file
+from wayang.policy import gate_for, project_policy
 from wayang.runtime.names import CANCEL_REQUESTS, RunNotFoundError
 from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
 from wayang.store.port import DEFAULT_TENANT, DeadLetter, RunRecord, Store
 
 _ENV_REFERENCE = re.compile(r"\benv\.([A-Za-z_][A-Za-z0-9_]*)")
+
+PolicyLookup = Callable[[str, Mapping[str, str]], tuple[str, str]]
+"""Finds the project policy file (text, name) for a workflow file name and an environment."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,12 @@ def prepare_source_run(
     environ: Mapping[str, str] | None = None,
     now: float | None = None,
     workflow: Workflow | None = None,
+    policy_of: PolicyLookup = project_policy,
 ) -> RunRequest:
     """Like :func:`prepare_run`, for a definition given as text (a server's API): ``params``
     are JSON values unless ``params_are_text`` (the CLI's ``-p name=value``). ``workflow`` is
-    ``source`` already parsed, when the caller has it."""
+    ``source`` already parsed, when the caller has it; ``policy_of`` finds the project policy
+    file (a server passes a :class:`~wayang.policy.PolicyFiles` that remembers it)."""
     workflow = workflow or parse_workflow(source, filename)
     return _request(
         workflow,
@@ -120,6 +125,7 @@ def prepare_source_run(
         now=time.time() if now is None else now,
         params_are_text=params_are_text,
         actor=actor,
+        policy_of=policy_of,
     )
 
 
@@ -140,6 +146,7 @@ def _request(
     reuse: Mapping[str, dict[str, Any]] | None = None,
     actor: str | None = None,
     parent: str = "",
+    policy_of: PolicyLookup = project_policy,
 ) -> RunRequest:
     # Only the variables the definition reads are pinned in the history, not the whole
     # environment: it is stored, and may hold secrets that nothing here uses.
@@ -152,7 +159,7 @@ def _request(
         params_are_text=params_are_text,
     )
     actor = actor or current_actor(environ)
-    policy_source, policy_filename = _project_policy(filename, environ)
+    policy_source, policy_filename = policy_of(filename, environ)
     started = ev.RunStarted(
         workflow_id=workflow.id,
         workflow_version=workflow.version,
@@ -172,18 +179,13 @@ def _request(
         parent=parent,
     )
     started = _under_policy(workflow, started)
-    return RunRequest(RunPlan.build(workflow, started, gate_for), started, dict(reuse or {}))
+    run_plan = RunPlan.build(workflow, started, gate_for, plan=plan)
+    return RunRequest(run_plan, started, dict(reuse or {}))
 
 
 def current_actor(environ: Mapping[str, str]) -> str:
     """Who is acting: ``$WAYANG_USER``, else the operating-system user."""
     return environ.get("WAYANG_USER") or getpass.getuser()
-
-
-def _project_policy(filename: str, environ: Mapping[str, str]) -> tuple[str, str]:
-    """The project's policy file (text, name) for a workflow file, or empty strings."""
-    found = find_policy_file(Path(filename).resolve().parent, environ)
-    return load_policy_file(found) if found is not None else ("", "")
 
 
 def _under_policy(workflow: Workflow, started: ev.RunStarted) -> ev.RunStarted:

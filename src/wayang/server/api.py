@@ -9,9 +9,8 @@ one. The acting user is the ``X-Wayang-User`` header, else the user the server r
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +22,10 @@ from starlette.exceptions import HTTPException
 
 from wayang import wire
 from wayang.engine import events as ev
-from wayang.runtime.operations import current_actor
 from wayang.server import problems
+from wayang.server.access import token_refusal
 from wayang.server.core import ServerCore
+from wayang.server.fast_start import ROUTE_TEMPLATE, FastStart
 
 WORKBENCH = Path(__file__).parent / "workbench"
 API = "/api/v1"
@@ -40,16 +40,9 @@ def guard(resource: str, action: str) -> Any:
     async def check(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> None:
-        token: str | None = request.app.state.token
-        if token is None:
-            return
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                401,
-                f"{resource}.{action} needs the API token: send 'Authorization: Bearer TOKEN' "
-                "(WAYANG_API_TOKEN or the token file of the server)",
-            )
+        refusal = token_refusal(request.app.state.token, authorization, resource, action)
+        if refusal:
+            raise HTTPException(401, refusal)
 
     return {
         "dependencies": [Depends(check)],
@@ -71,8 +64,8 @@ def core_of(request: Request) -> ServerCore:
 Core = Annotated[ServerCore, Depends(core_of)]
 
 
-def actor_of(x_wayang_user: Annotated[str | None, Header()] = None) -> str:
-    return x_wayang_user or current_actor({})
+def actor_of(request: Request, x_wayang_user: Annotated[str | None, Header()] = None) -> str:
+    return x_wayang_user or core_of(request).user
 
 
 Actor = Annotated[str, Depends(actor_of)]
@@ -90,13 +83,14 @@ def create_api(core: ServerCore, *, token: str | None = None) -> FastAPI:
     api.state.core = core
     api.state.token = token
     problems.install(api)
-    api.middleware("http")(_measured)
     api.include_router(_system())
     for routes in (_workflows, _runs, _streams, _people, _steps, _letters):
         api.include_router(routes(), prefix=API)
     if core.steps_server is not None:
         api.mount(STEPS_PREFIX, _under(STEPS_PREFIX, core.steps_server.http), name="api-steps")
     _workbench(api)
+    api.add_middleware(FastStart, core=core, path=API + "/runs", token=token)
+    api.add_middleware(_Measured, core=core)
     return api
 
 
@@ -112,20 +106,44 @@ def _under(prefix: str, app: Any) -> Any:
     return mounted
 
 
-async def _measured(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
-    """Count and time every request (by route template), in a span when tracing is on."""
-    core = core_of(request)
-    started = time.perf_counter()
-    with core.tracing.span(f"{request.method} {request.url.path}", method=request.method):
-        response = await call_next(request)
-    # The matched route is the router's own, whose path lacks the prefix it was included under.
-    route_path = getattr(request.scope.get("route"), "path", None)
-    prefix = API if request.url.path.startswith(API) else ""
-    template = prefix + route_path if route_path else "unmatched"
-    core.metrics.http_request(
-        request.method, template, response.status_code, time.perf_counter() - started
-    )
-    return response
+class _Measured:
+    """Count and time every request (by route template), in a span when tracing is on.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs
+    each request in a task group and re-streams its response, a fifth of a run start's time.
+    """
+
+    def __init__(self, app: Any, core: ServerCore) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        core, method, path = self.core, scope["method"], scope["path"]
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            with core.tracing.span(f"{method} {path}", method=method):
+                await self.app(scope, receive, sending)
+        finally:
+            template = scope.get(ROUTE_TEMPLATE) or _template(scope, path)
+            core.metrics.http_request(method, template, status, time.perf_counter() - started)
+
+
+def _template(scope: Any, path: str) -> str:
+    # The matched route is the router's own, whose path lacks its include prefix.
+    route_path = getattr(scope.get("route"), "path", None)
+    prefix = API if path.startswith(API) else ""
+    return prefix + route_path if route_path else "unmatched"
 
 
 # ------------------------------------------------------------------------------ system
@@ -324,7 +342,8 @@ async def _run_events(
                 return
             woken.clear()
             try:
-                await asyncio.wait_for(woken.wait(), SSE_POLL_S)
+                async with asyncio.timeout(SSE_POLL_S):  # not wait_for: see ServerCore._pump_loop
+                    await woken.wait()
             except TimeoutError:
                 yield b": keep-alive\n\n"
     finally:
@@ -349,7 +368,8 @@ async def _run_changes(core: ServerCore, request: Request) -> AsyncIterator[byte
         yield b": connected\n\n"
         while not await request.is_disconnected():
             try:
-                run_id, status = await asyncio.wait_for(changed.get(), SSE_POLL_S * 15)
+                async with asyncio.timeout(SSE_POLL_S * 15):
+                    run_id, status = await changed.get()
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue

@@ -30,10 +30,12 @@ from wayang.model.durations import parse_duration
 from wayang.model.loader import parse_workflow
 from wayang.model.spec import Workflow
 from wayang.observe import EventLogger, Metrics, Tracing
+from wayang.policy import PolicyFiles
 from wayang.runtime.engine import Engine
 from wayang.runtime.names import RunBusyError, RunNotFoundError
 from wayang.runtime.operations import (
     RunRequest,
+    current_actor,
     load_run,
     needs_adoption,
     prepare_letter_replay,
@@ -93,6 +95,10 @@ class ServerCore:
         self._exits = contextlib.AsyncExitStack()
         self._listeners: list[Callable[[str, Sequence[ev.Event]], None]] = []
         self._definitions: dict[tuple[str, str], Workflow] = {}
+        self._policy_files = PolicyFiles()
+        self._cwd = os.getcwd()  # where runs of registered workflows work, unless told
+        self.user = current_actor({})
+        """Who a request acts as when it does not say (the user the server runs as)."""
 
     @property
     def store(self) -> Store:
@@ -206,9 +212,17 @@ class ServerCore:
 
     async def _pump_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), PUMP_EVERY_S)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the cancel of stop()
+            # when it lands as the timeout fires, and stop() then waits for ever.
+            ticked = False
+            try:
+                async with asyncio.timeout(PUMP_EVERY_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                ticked = True
             self._wake.clear()
+            if not ticked and self.queue.looks_empty():
+                continue  # a run ended and nothing waits: no need to read the queue
             try:
                 self.pump()
             except Exception:  # a bad queue entry must not stop the queue
@@ -247,7 +261,7 @@ class ServerCore:
             raise ServerStoppingError("the server is stopping; it takes no new runs")
         run_id = new_run_id()
         workflow_id = request.started.workflow_id
-        if not self.queue.entries() and self._has_slot(workflow_id):
+        if self.queue.looks_empty() and self._has_slot(workflow_id):
             # Nothing waits ahead of it: start at once (the run's row is its durable record).
             future = self._require_engine().start(
                 request.plan, request.started, run_id, reuse=request.reuse
@@ -317,7 +331,7 @@ class ServerCore:
         elif body.workflow is not None:
             entry = self.workflows.get(body.workflow, body.version)
             source, filename = entry.source, entry.filename
-            cwd = body.cwd or str(Path.cwd())
+            cwd = body.cwd or self._cwd
         else:
             raise UsageError("give 'workflow' (a registered id) or 'source' (workflow.toml text)")
         timeout_s = _timeout(body.timeout)
@@ -332,6 +346,7 @@ class ServerCore:
             actor=actor,
             params_are_text=body.params_are_text,
             workflow=self._parsed(source, filename),
+            policy_of=self._policy_files,
         )
         return self._enqueue(request)
 
@@ -411,18 +426,7 @@ class ServerCore:
         return wire.Page(items=[views.log_view(line) for line in lines], next=following)
 
     def trace(self, run_id: str) -> wire.RunTrace:
-        queued = self.queue.find(run_id)
-        if queued is not None:
-            return wire.RunTrace(
-                run_id=run_id,
-                workflow_id=queued.workflow_id,
-                status="queued",
-                start=None,
-                end=None,
-                spans=[],
-            )
-        view = load_run(self.store, run_id)
-        return views.run_trace(view.record, view.history, view.state)
+        return views.trace_of(self.store, self.queue, run_id)
 
     def ended(self, run_id: str) -> bool:
         """Whether the run's end is durable (its row says so)."""
@@ -468,8 +472,9 @@ class ServerCore:
         """Wait (briefly) for a run this server drives to stop running."""
         future = self._runs.get(run_id)
         if future is not None:
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            with contextlib.suppress(TimeoutError, Exception):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(future)
         await self._require_engine().flush()
 
     def _record(self, run_id: str) -> Any:

@@ -74,6 +74,11 @@ async def _http(request: Request, exc: HTTPException) -> Response:
 
 
 async def _wayang(request: Request, exc: WayangError) -> Response:
+    return for_error(exc) or await _internal(request, exc)
+
+
+def for_error(exc: WayangError) -> Response | None:
+    """The problem document of a Wayang error, or None for one with no kind here (internal)."""
     for cls, status, kind, title in KINDS:
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}
@@ -84,7 +89,7 @@ async def _wayang(request: Request, exc: WayangError) -> Response:
                 ]
                 extra["diagnostics"] = [d.to_dict() for d in exc.diagnostics]
             return problem(status, kind, title, str(exc), **extra)
-    return await _internal(request, exc)
+    return None
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

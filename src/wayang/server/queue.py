@@ -54,6 +54,13 @@ class RunQueue:
     def __init__(self, store: Store, limits: Limits) -> None:
         self.store = store
         self.limits = limits
+        self._seen_empty = False
+
+    def looks_empty(self) -> bool:
+        """Whether the queue was empty when last read and this server has queued nothing
+        since: a start need not read the queue to know it may go first. (A run another
+        server queued meanwhile is that server's to start.)"""
+        return self._seen_empty or not self.entries()
 
     def put(self, request: RunRequest, run_id: str, now: float | None = None) -> int:
         """Queue a prepared run; its position (1 = next)."""
@@ -71,11 +78,13 @@ class RunQueue:
             "submitted_at": at,
             "payload": request_payload(request, run_id),
         }
+        self._seen_empty = False
         self.store.kv_set(RUN_QUEUE, key, value)
         return len(entries) + 1
 
     def entries(self) -> list[Queued]:
         found = self.store.kv_scan(RUN_QUEUE)
+        self._seen_empty = not found
         return [
             Queued(
                 key,
@@ -97,6 +106,7 @@ class RunQueue:
 
     def restore(self, entry: Queued) -> None:
         """Put back an entry taken off the queue that could not start."""
+        self._seen_empty = False
         self.store.kv_set(RUN_QUEUE, entry.key, self._value(entry))
 
     def startable(self, busy: dict[str, int]) -> list[Queued]:

@@ -12,8 +12,9 @@ from wayang.engine.state import RunState, StepState, StepStatus
 from wayang.model.spec import Workflow
 from wayang.model.validate import build_graph
 from wayang.runtime.history_text import wait_text
-from wayang.runtime.operations import RunView
-from wayang.store.port import DeadLetter, Delivery, LogLine, RunRecord, StoredEvent
+from wayang.runtime.operations import RunView, load_run
+from wayang.server.queue import RunQueue
+from wayang.store.port import DeadLetter, Delivery, LogLine, RunRecord, Store, StoredEvent
 
 EVENT_STEP_OF = "step_id"
 
@@ -141,7 +142,7 @@ def log_view(line: LogLine) -> wire.LogLineView:
 def run_trace(record: RunRecord, history: Sequence[ev.Event], state: RunState) -> wire.RunTrace:
     """Each step attempt (and wait) as a bar from its start to its end."""
     spans: list[wire.SpanView] = []
-    open_spans: dict[tuple[str, int], wire.SpanView] = {}
+    open_spans: dict[tuple[str, int | str], wire.SpanView] = {}
     for event in history:
         step_id = getattr(event, EVENT_STEP_OF, None)
         attempt = int(getattr(event, "attempt", 0) or 0)
@@ -154,11 +155,13 @@ def run_trace(record: RunRecord, history: Sequence[ev.Event], state: RunState) -
             spans.append(span)
         elif isinstance(event, (ev.StepSucceeded, ev.StepFailed, ev.StepCancelled)):
             found = open_spans.pop((event.step_id, attempt), None)
+            if found is None:  # a wait's start names no attempt; its end does
+                found = open_spans.pop((event.step_id, WAITING), None)
             status = {ev.StepSucceeded: "succeeded", ev.StepFailed: "failed"}.get(
                 type(event), "cancelled"
             )
             if found is not None:
-                found.end, found.status = at, status
+                found.end, found.status, found.attempt = at, status, attempt
             else:  # settled without running (a wait, a decision, a skip of a noop)
                 start = state.step(event.step_id).started_at or at
                 spans.append(
@@ -175,7 +178,7 @@ def run_trace(record: RunRecord, history: Sequence[ev.Event], state: RunState) -
             span = wire.SpanView(
                 step=step_id, attempt=attempt, status="waiting", start=at, end=None, kind="wait"
             )
-            open_spans[(step_id, attempt)] = span
+            open_spans[(step_id, WAITING)] = span
             spans.append(span)
     return wire.RunTrace(
         run_id=record.run_id,
@@ -187,6 +190,7 @@ def run_trace(record: RunRecord, history: Sequence[ev.Event], state: RunState) -
     )
 
 
+WAITING = "waiting"
 _WAIT_STARTS = (
     ev.ApprovalRequested,
     ev.NegotiationStarted,
@@ -195,6 +199,22 @@ _WAIT_STARTS = (
     ev.CompletionRequested,
     ev.SubworkflowStarted,
 )
+
+
+def trace_of(store: Store, queue: RunQueue, run_id: str) -> wire.RunTrace:
+    """``run_id``'s timeline; a run still in ``queue`` has none yet."""
+    queued = queue.find(run_id)
+    if queued is not None:
+        return wire.RunTrace(
+            run_id=run_id,
+            workflow_id=queued.workflow_id,
+            status="queued",
+            start=None,
+            end=None,
+            spans=[],
+        )
+    view = load_run(store, run_id)
+    return run_trace(view.record, view.history, view.state)
 
 
 def letter_view(letter: DeadLetter) -> wire.DeadLetterView:

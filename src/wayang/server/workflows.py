@@ -4,12 +4,17 @@ Registering a ``workflow.toml`` validates it first (an invalid one is refused wi
 diagnostics) and stores its text under its id and ``version``. Registering the same text again
 changes nothing; new text under a version already taken is refused, so a version names one
 definition for good. Runs started by id use the newest version unless asked for another.
+
+Starting a run reads the registry, so a server remembers what it read for a second
+(:data:`FRESH_S`): a version registered through another server sharing the store is the newest
+here within that second (naming the version finds it at once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +26,7 @@ from wayang.store.port import Store
 
 WORKFLOWS = "workflows"
 """The key-value namespace: workflow id → ``{"versions": [...]}``, oldest version first."""
+FRESH_S = 1.0
 
 
 class WorkflowNotFoundError(UsageError):
@@ -45,8 +51,13 @@ class Registered:
 
 
 class WorkflowRegistry:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, fresh_s: float = FRESH_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
+        self.fresh_s = fresh_s
+        self._clock = clock
+        self._read: dict[str, tuple[float, list[Registered]]] = {}
 
     def register(self, source: str, filename: str) -> tuple[Registered, bool]:
         """Validate and store ``source``; the entry and whether it is new."""
@@ -70,6 +81,7 @@ class WorkflowRegistry:
             "source": source,
         }
         self.store.kv_set(WORKFLOWS, workflow.id, {"versions": [*versions, entry]})
+        self._read.pop(workflow.id, None)
         return _registered(workflow.id, entry), True
 
     def ids(self) -> list[str]:
@@ -86,16 +98,30 @@ class WorkflowRegistry:
         return [_registered(workflow_id, entry) for entry in versions]
 
     def get(self, workflow_id: str, version: str | None = None) -> Registered:
-        history = self.history(workflow_id)
-        if version is None:
-            return history[-1]
-        for entry in history:
-            if entry.version == version:
-                return entry
+        """The entry of ``version`` (default: the newest), from what was read within the last
+        ``fresh_s`` seconds when it is there."""
+        kept = self._read.get(workflow_id)
+        if kept is None or self._clock() - kept[0] >= self.fresh_s:
+            kept = (self._clock(), self.history(workflow_id))
+            self._read[workflow_id] = kept
+        found = self._version(kept[1], version)
+        if found is None:  # registered through another server since: read again
+            history = self.history(workflow_id)
+            self._read[workflow_id] = (self._clock(), history)
+            found = self._version(history, version)
+        if found is not None:
+            return found
+        history = self._read[workflow_id][1]
         known = ", ".join(e.version for e in history)
         raise WorkflowNotFoundError(
             f"workflow '{workflow_id}' has no version {version}; registered: {known}"
         )
+
+    @staticmethod
+    def _version(history: list[Registered], version: str | None) -> Registered | None:
+        if version is None:
+            return history[-1]
+        return next((entry for entry in history if entry.version == version), None)
 
     def _versions(self, workflow_id: str) -> list[dict[str, Any]]:
         found = self.store.kv_get(WORKFLOWS, workflow_id)

@@ -2,6 +2,7 @@
 // token, and Server-Sent Events read through fetch (EventSource cannot send headers).
 
 const BASE = "/api/v1";
+export const STEPS = "/steps"; // where the server mounts the API steps of its project
 const USER_KEY = "wayang.user";
 const TOKEN_KEY = "wayang.token";
 
@@ -98,6 +99,38 @@ export async function request(method, path, body) {
   }
   if (!response.ok) throw await problemOf(response);
   return response.status === 204 ? null : response.json();
+}
+
+/**
+ * Call an API step of the served project (mounted at /steps, outside /api/v1) with the same
+ * user and token headers; `body`, when given, is sent as JSON. Whatever the status, resolves to
+ * the answer as { status, statusText, contentType, text, ms }; throws a {@link Problem} only
+ * when the server does not answer.
+ */
+export async function callStep(method, path, body) {
+  const init = { method, headers: headers({ Accept: "application/json, */*;q=0.5" }) };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch(STEPS + path, init);
+  } catch (error) {
+    throw new Problem({
+      title: "No answer",
+      detail: `the server did not answer (${error.message})`,
+    });
+  }
+  const text = await response.text();
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    contentType: response.headers.get("Content-Type") || "",
+    text,
+    ms: performance.now() - started,
+  };
 }
 
 export const get = (path) => request("GET", path);
