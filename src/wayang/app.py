@@ -7,7 +7,7 @@ Interfaces (the CLI now, the server later) make one :class:`App` per process fro
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class App:
         on_events: EventObserver | None = None,
         on_log: LogObserver | None = None,
         executor: Executor | None = None,
+        on_orphan: Callable[[str], None] | None = None,
     ) -> Engine:
         """A new engine over this app's store and executors (use it in ``async with``);
         ``executor`` replaces them (the server's wraps them in tracing)."""
@@ -76,6 +77,7 @@ class App:
             settings=self.settings.engine,
             on_events=on_events,
             on_log=on_log,
+            on_orphan=on_orphan,
         )
 
     def close(self) -> None:

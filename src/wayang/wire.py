@@ -154,9 +154,14 @@ class StepView(Reply):
     kind: str
     status: str
     attempts: int
+    max_attempts: int = 1
+    """The tries a visit of the step gets (its retry policy)."""
+    tries: int = 0
+    """Which try of the current visit the last attempt is (retries count per visit)."""
     visits: int = 0
     outputs: dict[str, Any] = {}
     inputs: dict[str, Any] = {}
+    """What the last attempt ran: ``run`` (the rendered command) or ``uses`` and ``with``."""
     error: str | None = None
     reason: str | None = None
     started_at: str | None = None

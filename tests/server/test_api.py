@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from wayang.app import App, Settings
+from wayang.observe import Tracing
+from wayang.observe.trace_ids import trace_id_of
 from wayang.runtime.engine import EngineSettings
 from wayang.server.api import create_api
 from wayang.server.core import CoreSettings, ServerCore
@@ -52,7 +55,7 @@ Body = Callable[[httpx.AsyncClient, ServerCore], Awaitable[Any]]
 
 
 def serve(tmp_path: Path, body: Body, *, limits: Limits | None = None, token: str | None = None,
-          project: Path | None = None) -> Any:  # fmt: skip
+          project: Path | None = None, tracing: Tracing | None = None) -> Any:  # fmt: skip
     async def go() -> Any:
         settings = Settings(
             store=str(tmp_path / "w.db"), engine=EngineSettings(poll_every_s=0.05,
@@ -61,7 +64,7 @@ def serve(tmp_path: Path, body: Body, *, limits: Limits | None = None, token: st
         app = App(settings)
         try:
             core_settings = CoreSettings(limits or Limits(), project, grace_s=5.0)
-            async with ServerCore(app, core_settings) as core:
+            async with ServerCore(app, core_settings, tracing=tracing) as core:
                 transport = httpx.ASGITransport(app=create_api(core, token=token))
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://wayang", timeout=30
@@ -121,6 +124,46 @@ def test_a_run_from_source_succeeds_with_events_logs_and_trace(tmp_path: Path) -
 
         listed = (await client.get("/api/v1/runs?status=succeeded")).json()
         assert [r["run_id"] for r in listed["items"]] == [run_id]
+
+    serve(tmp_path, body)
+
+
+RETRIED = """
+id = "retried"
+version = "1.0.0"
+[steps.first]
+run = "echo ${{ params.word }}"
+[steps.first.retry]
+attempts = 3
+[parameters.word]
+default = "hi"
+[steps.slow]
+needs = ["first"]
+run = "sleep 30"
+"""
+
+
+def test_a_running_attempt_shows_as_running_with_its_inputs(tmp_path: Path) -> None:
+    async def body(client: httpx.AsyncClient, core: ServerCore) -> None:
+        started = await client.post("/api/v1/runs", json={"source": RETRIED})
+        run_id = started.json()["run_id"]
+
+        async def slow_runs() -> Any:
+            run = (await client.get(f"/api/v1/runs/{run_id}")).json()
+            return run if run["steps"]["slow"]["status"] == "running" else None
+
+        run = await until(slow_runs)
+        first, slow = run["steps"]["first"], run["steps"]["slow"]
+        assert (first["status"], first["inputs"]) == ("succeeded", {"run": "echo hi"})
+        assert (first["tries"], first["max_attempts"]) == (1, 3)
+        assert (slow["inputs"], slow["started_at"] is not None) == ({"run": "sleep 30"}, True)
+        assert {n["id"]: n["status"] for n in run["graph"]["nodes"]}["slow"] == "running"
+
+        trace = (await client.get(f"/api/v1/runs/{run_id}/trace")).json()
+        [running] = [s for s in trace["spans"] if s["step"] == "slow"]
+        assert (running["status"], running["end"], running["attempt"]) == ("running", None, 1)
+
+        await client.post(f"/api/v1/runs/{run_id}/cancel")
 
     serve(tmp_path, body)
 
@@ -234,7 +277,12 @@ def test_the_queue_holds_runs_beyond_the_limits(tmp_path: Path) -> None:
         second = await finished(client, accepted[1]["run_id"])
         first = await finished(client, accepted[0]["run_id"])
         assert second["created_at"] >= first["updated_at"][:19]  # started after the first ended
-        assert (await client.get(f"/api/v1/runs/{accepted[2]['run_id']}")).status_code == 404
+        gone = (await client.get(f"/api/v1/runs/{accepted[2]['run_id']}")).json()
+        assert (gone["status"], gone["steps"]["nap"]["attempts"]) == ("cancelled", 0)
+        history = (await client.get(f"/api/v1/runs/{accepted[2]['run_id']}/events")).json()
+        assert [e["type"] for e in history["items"]] == ["RunStarted", "RunCancelled"]
+        stream = await client.get(f"/api/v1/runs/{accepted[2]['run_id']}/stream")
+        assert stream.text.rstrip().endswith('data: {"run_id":"' + accepted[2]["run_id"] + '"}')
 
         full = [await client.post("/api/v1/runs", json={"source": SLEEPY}) for _ in range(4)]
         assert [f.status_code for f in full] == [202, 202, 202, 429]  # one runs, two wait
@@ -416,7 +464,19 @@ def test_steps_routes_with_a_project(tmp_path: Path) -> None:
         [value] = await until(stored)
         assert (value["id"], value["total"]) == ("o-1", 5.0)
 
-    serve(tmp_path, body, project=project)
+        # Each delivery attempt is a span in the emit's trace, saying how it ended.
+        trace_id = trace_id_of(emitted.json()["trace_id"])
+        deliveries = [s for s in exporter.get_finished_spans() if s.name.startswith("delivery ")]
+        assert {s.name for s in deliveries} >= {"delivery StoreOrder", "delivery ConfirmOrder"}
+        assert all(s.context.trace_id == trace_id for s in deliveries)
+        assert all(s.attributes["wayang.status"] == "succeeded" for s in deliveries)
+
+    exporter = InMemorySpanExporter()
+    tracing = Tracing.with_exporter(exporter)
+    try:
+        serve(tmp_path, body, project=project, tracing=tracing)
+    finally:
+        tracing.shutdown()
 
 
 def test_api_steps_of_the_project_are_served_under_steps(tmp_path: Path) -> None:

@@ -129,6 +129,8 @@ def test_after_a_sigkill_the_next_server_carries_the_run_on(servers: Any) -> Non
     )
     assert done["status"] == "succeeded"
     assert done["steps"]["after"]["status"] == "succeeded"
+    metrics = second.http.get("/metrics").text
+    assert "wayang_lease_expiries_total 1.0" in metrics  # the run it took over
 
 
 @pytest.mark.timeout(60)

@@ -384,6 +384,22 @@ def test_complete_with_the_current_token(store: ContractStore) -> None:
     assert store.duplicate_completions() == 0
 
 
+def test_run_tasks_lists_every_task_of_a_run_as_it_stands(store: ContractStore) -> None:
+    new_run(store, tasks=(task("t1"), task("t2", at=T0 + 1)))
+    new_run(store, "r2", tasks=(task("other", "r2"),))
+    [claimed] = store.claim("w1", T0, LEASE, limit=1)
+    store.complete("t1", claimed.fencing_token, {"ok": True}, T0 + 2)
+
+    found = store.run_tasks("r1")
+    assert [(t.task_id, t.step_id, t.attempt, t.status) for t in found] == [
+        ("t1", "step-t1", 1, "completed"),
+        ("t2", "step-t2", 1, "queued"),
+    ]
+    assert (found[0].payload, found[0].owner, found[0].available_at) == ({"task": "t1"}, "w1", T0)
+    assert (found[1].owner, found[1].lease_expires_at) == (None, None)
+    assert store.run_tasks("nobody") == []
+
+
 def test_a_stale_token_is_rejected_and_counted(store: ContractStore) -> None:
     new_run(store, tasks=(task("t1"),))
     [stale] = store.claim("w1", T0, LEASE)

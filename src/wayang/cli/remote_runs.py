@@ -59,7 +59,8 @@ LETTERS = 1000
 
 
 class DequeuedError(WayangError):
-    """A queued run was cancelled before it started (the server keeps no record of it)."""
+    """A queued run vanished before it started (a server of an earlier release kept no record
+    of a queued run it cancelled)."""
 
 
 def run(

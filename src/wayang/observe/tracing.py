@@ -13,7 +13,7 @@ process that records its end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from wayang.observe.trace_ids import (
     trace_id_of,
     traceparent_of,
 )
+from wayang.store.port import Delivery, DeliveryOutcome
 
 UNKNOWN_WORKFLOW = "unknown"
 _EXPORTERS: Mapping[str, Callable[[Mapping[str, str]], SpanExporter]] = {
@@ -298,6 +299,25 @@ class Tracing:
             "wayang.attempt": attempt,
         }
         return self._span(f"delivery {step}", trace_id, False, attributes)
+
+    async def traced_delivery(
+        self, delivery: Delivery, attempt: Callable[[], Awaitable[DeliveryOutcome]]
+    ) -> DeliveryOutcome:
+        """Run a delivery attempt in its span (:meth:`delivery_span`), which records how it
+        ended: ``wayang.status`` and, unless it succeeded, an error status with the reason."""
+        if self._tracer is None:
+            return await attempt()
+        with self.delivery_span(
+            delivery.step,
+            delivery.trace_id,
+            delivery_id=delivery.delivery_id,
+            attempt=delivery.attempt,
+        ) as span:
+            outcome = await attempt()
+            span.set_attribute("wayang.status", outcome.status)
+            if outcome.status != "succeeded":
+                span.set_status(Status(StatusCode.ERROR, outcome.error or outcome.status))
+            return outcome
 
 
 class TracingExecutor:

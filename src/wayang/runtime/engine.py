@@ -122,9 +122,12 @@ class Engine:
         clock: Callable[[], float] = time.time,
         on_events: EventObserver | None = None,
         on_log: LogObserver | None = None,
+        on_orphan: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed."""
         self.store = store
         self.owner = new_owner_id()
+        self._on_orphan = on_orphan
         self.settings = settings or EngineSettings()
         self._executor = executor
         self._clock = clock
@@ -542,6 +545,8 @@ class Engine:
             if record.run_id not in self._runs:
                 with contextlib.suppress(RunBusyError, RunNotFoundError):
                     await self.adopt(record.run_id, tenant=record.tenant)
+                    if self._on_orphan is not None:
+                        self._on_orphan(record.run_id)
 
 
 class _Work:

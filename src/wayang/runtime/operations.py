@@ -28,8 +28,8 @@ from wayang.model.validate import build_graph
 from wayang.policy import gate_for, project_policy
 from wayang.runtime.names import CANCEL_REQUESTS, RunNotFoundError
 from wayang.runtime.owner import owner_is_gone
-from wayang.runtime.records import read_events
-from wayang.store.port import DEFAULT_TENANT, DeadLetter, RunRecord, Store
+from wayang.runtime.records import read_events, to_new_event
+from wayang.store.port import DEFAULT_TENANT, Append, DeadLetter, RunRecord, Store
 
 _ENV_REFERENCE = re.compile(r"\benv\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -317,6 +317,32 @@ def request_cancel(
         raise RunNotFoundError(f"no run {run_id!r} in this store; 'wayang runs' lists runs")
     store.kv_set(CANCEL_REQUESTS, run_id, reason)
     return record
+
+
+def record_unstarted_cancel(
+    store: Store,
+    run_id: str,
+    started: ev.RunStarted,
+    reason: str,
+    *,
+    now: float,
+    tenant: str = DEFAULT_TENANT,
+) -> list[ev.Event]:
+    """Record a run cancelled before it started (taken off a server's queue): its row and a
+    history of its start and its cancel, so it is listed, shown and streamed like any other
+    cancelled run. Returns the events written."""
+    events: list[ev.Event] = [started, ev.RunCancelled(reason=reason, at=now)]
+    record = RunRecord(
+        run_id=run_id,
+        workflow_id=started.workflow_id,
+        status="cancelled",
+        created_at=started.at,
+        updated_at=now,
+        spec={"version": started.workflow_version, "filename": started.filename},
+        tenant=tenant,
+    )
+    store.create_run(record, Append(run_id, 0, [to_new_event(e) for e in events]))
+    return events
 
 
 def needs_adoption(record: RunRecord, now: float) -> bool:

@@ -41,6 +41,7 @@ from wayang.runtime.operations import (
     prepare_letter_replay,
     prepare_retry,
     prepare_source_run,
+    record_unstarted_cancel,
     request_cancel,
 )
 from wayang.runtime.records import read_events
@@ -108,7 +109,9 @@ class ServerCore:
 
     async def __aenter__(self) -> ServerCore:
         engine = self.app.engine(
-            on_events=self._on_events, executor=self.tracing.wrap(self.app.executor)
+            on_events=self._on_events,
+            executor=self.tracing.wrap(self.app.executor),
+            on_orphan=lambda _: self.metrics.lease_expired(),
         )
         self.engine = await self._exits.enter_async_context(engine)
         if self.settings.project is not None:
@@ -131,7 +134,12 @@ class ServerCore:
         for diagnostic in registry.diagnostics:
             log.warning(diagnostic.format())
         assert self.engine is not None
-        server = StepsServer(steps, owner=self.engine.owner, on_finished=self._delivery_finished)
+        server = StepsServer(
+            steps,
+            owner=self.engine.owner,
+            on_finished=self._delivery_finished,
+            around=self.tracing.traced_delivery,
+        )
         self.steps_server = await self._exits.enter_async_context(server)
         self.steps = steps
 
@@ -146,6 +154,7 @@ class ServerCore:
                     continue
                 with contextlib.suppress(RunBusyError, RunNotFoundError):
                     future = await engine.adopt(record.run_id, tenant=record.tenant)
+                    self.metrics.lease_expired()
                     if not future.done():
                         self._track(record.run_id, future)
                         log.info("carrying on run %s", record.run_id)
@@ -397,7 +406,7 @@ class ServerCore:
         view = load_run(self.store, run_id)  # what is durable, not the engine's state ahead of it
         started = view.state.started
         workflow = self._parsed(started.source, started.filename) if started else None
-        return views.run_detail(view, workflow)
+        return views.run_detail(view, workflow, self.store.run_tasks(run_id))
 
     def _parsed(self, source: str, filename: str) -> Workflow:
         """A definition parsed once per text: runs of one workflow share it (a bounded cache)."""
@@ -440,13 +449,12 @@ class ServerCore:
     async def cancel(self, run_id: str, reason: str) -> wire.RunSummary:
         queued = self.queue.find(run_id)
         if queued is not None and self.queue.remove(queued):
-            return wire.RunSummary(
-                run_id=run_id,
-                workflow_id=queued.workflow_id,
-                status="cancelled",
-                created_at=views.iso(queued.submitted_at),
-                updated_at=views.iso(time.time()),
+            _, request = queued.request()
+            events = record_unstarted_cancel(
+                self.store, run_id, request.started, reason, now=time.time()
             )
+            self._on_events(run_id, events)
+            return views.run_summary(self._record(run_id))
         engine = self._require_engine()
         if not engine.cancel(run_id, reason):
             record = request_cancel(self.store, run_id, reason)

@@ -14,7 +14,15 @@ from wayang.model.validate import build_graph
 from wayang.runtime.history_text import wait_text
 from wayang.runtime.operations import RunView, load_run
 from wayang.server.queue import RunQueue
-from wayang.store.port import DeadLetter, Delivery, LogLine, RunRecord, Store, StoredEvent
+from wayang.store.port import (
+    DeadLetter,
+    Delivery,
+    LogLine,
+    RunRecord,
+    Store,
+    StoredEvent,
+    TaskRecord,
+)
 
 EVENT_STEP_OF = "step_id"
 
@@ -36,16 +44,31 @@ def run_summary(record: RunRecord) -> wire.RunSummary:
     )
 
 
-def run_detail(view: RunView, workflow: Workflow | None) -> wire.RunDetail:
+def run_detail(
+    view: RunView, workflow: Workflow | None, tasks: Sequence[TaskRecord] = ()
+) -> wire.RunDetail:
+    """The run as its history has it, with what its tasks add: the attempts running now (their
+    start is recorded only with their result) and what each last attempt ran."""
     record, state = view.record, view.state
     started = state.started
     order = _order(state, workflow)
-    kinds = {k: getattr(s, "kind", "task") for k, s in workflow.steps.items()} if workflow else {}
-    steps = {
-        step_id: step_view(step_id, state.step(step_id), kinds.get(step_id, "task"))
-        for step_id in order
-    }
+    specs = workflow.steps if workflow is not None else {}
+    defaults = workflow.defaults.retry if workflow is not None else None
+    latest = {t.step_id: t for t in tasks}  # oldest first: the last one per step wins
+    steps = {}
+    for step_id in order:
+        spec = specs.get(step_id)
+        view_ = step_view(step_id, state.step(step_id), getattr(spec, "kind", "task"))
+        retry = (getattr(spec, "retry", None) if spec is not None else None) or defaults
+        view_.max_attempts = retry.attempts if retry is not None else 1
+        task = latest.get(step_id)
+        if task is not None:
+            _add_task(view_, task)
+        steps[step_id] = view_
     graph = workflow_graph(workflow, state) if workflow is not None else None
+    if graph is not None:
+        for node in graph.nodes:
+            node.status = steps[node.id].status if node.id in steps else node.status
     summary = run_summary(record).model_dump()
     summary["status"] = state.status.value  # the live state may be ahead of the row
     return wire.RunDetail(
@@ -60,6 +83,18 @@ def run_detail(view: RunView, workflow: Workflow | None) -> wire.RunDetail:
     )
 
 
+def _add_task(view: wire.StepView, task: TaskRecord) -> None:
+    payload = task.payload
+    if payload.get("command") is not None:
+        view.inputs = {"run": payload["command"]}
+    elif payload.get("uses") is not None:
+        view.inputs = {"uses": payload["uses"], "with": payload.get("inputs") or {}}
+    running = task.status == "claimed" and task.owner is not None
+    if running and view.status == StepStatus.SCHEDULED.value and task.attempt == view.attempts:
+        view.status = StepStatus.RUNNING.value
+        view.started_at = iso(task.available_at)
+
+
 def _order(state: RunState, workflow: Workflow | None) -> list[str]:
     declared = list(workflow.steps) if workflow is not None else []
     return declared + [s for s in state.steps if s not in declared]
@@ -71,6 +106,7 @@ def step_view(step_id: str, step: StepState, kind: str) -> wire.StepView:
         kind=kind,
         status=step.status.value,
         attempts=step.attempt,
+        tries=step.attempt - step.first_attempt + 1 if step.attempt else 0,
         visits=step.visits,
         outputs=step.outputs,
         error=step.error,
@@ -214,7 +250,20 @@ def trace_of(store: Store, queue: RunQueue, run_id: str) -> wire.RunTrace:
             spans=[],
         )
     view = load_run(store, run_id)
-    return run_trace(view.record, view.history, view.state)
+    found = run_trace(view.record, view.history, view.state)
+    have = {(span.step, span.attempt) for span in found.spans}
+    for task in store.run_tasks(run_id):  # attempts running now: their start is not recorded yet
+        if task.status == "claimed" and task.owner and (task.step_id, task.attempt) not in have:
+            found.spans.append(
+                wire.SpanView(
+                    step=task.step_id,
+                    attempt=task.attempt,
+                    status="running",
+                    start=task.available_at,
+                    end=None,
+                )
+            )
+    return found
 
 
 def letter_view(letter: DeadLetter) -> wire.DeadLetterView:

@@ -38,6 +38,11 @@ from wayang.store.port import (
     Store,
 )
 
+DeliveryWrapper = Callable[
+    [Delivery, Callable[[], Awaitable[DeliveryOutcome]]], Awaitable[DeliveryOutcome]
+]
+"""Runs one delivery attempt (given as a function to await) and returns its outcome."""
+
 
 class StepSet(Protocol):
     """What the runtime needs of a step registry (:class:`~wayang.steps.registry.StepRegistry`)."""
@@ -96,9 +101,13 @@ class StepRuntime:
         clock: Callable[[], float] = time.time,
         on_finished: Callable[[Finished], None] | None = None,
         on_log: Callable[[LogLine], None] | None = None,
+        around: DeliveryWrapper | None = None,
     ) -> None:
+        """``around(delivery, attempt)`` runs each delivery attempt (``await attempt()``) and
+        returns its outcome: the server puts each in a trace span."""
         self.store = store
         self.steps = steps
+        self._around = around
         self.state = state
         self.owner = owner
         self.settings = settings or RuntimeSettings()
@@ -299,7 +308,10 @@ class StepRuntime:
         step = self.steps.steps.get(delivery.step)
         logs: list[LogLine] = []
         try:
-            outcome = await self._attempt(delivery, step, logs)
+            if self._around is None:
+                outcome = await self._attempt(delivery, step, logs)
+            else:
+                outcome = await self._around(delivery, lambda: self._attempt(delivery, step, logs))
         finally:
             self._running.pop(delivery.delivery_id, None)
             self._next_in_lane(delivery, step)

@@ -18,7 +18,7 @@ from wayang.steps.asgi import StepsApp
 from wayang.steps.discovery import StepLoader
 from wayang.steps.project import Project
 from wayang.steps.registry import StepRegistry
-from wayang.steps.runtime import Finished, RuntimeSettings, StepRuntime
+from wayang.steps.runtime import DeliveryWrapper, Finished, RuntimeSettings, StepRuntime
 from wayang.steps.schedule import CronScheduler
 from wayang.steps.state import StateAdapter, open_state
 from wayang.store.port import LogLine, Store
@@ -104,6 +104,7 @@ class StepsServer:
         settings: RuntimeSettings | None = None,
         on_finished: Callable[[Finished], None] | None = None,
         on_log: Callable[[LogLine], None] | None = None,
+        around: DeliveryWrapper | None = None,
     ) -> None:
         self.steps = steps
         self.settings = settings or RuntimeSettings(env=steps.env)
@@ -115,6 +116,7 @@ class StepsServer:
             settings=self.settings,
             on_finished=on_finished,
             on_log=on_log,
+            around=around,
         )
         self.http = StepsApp(self.runtime, lambda: self.steps.registry)
         self._tasks: list[asyncio.Task[None]] = []

@@ -97,6 +97,21 @@ class ClaimedTask:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as it stands, for people looking at a run: ``status`` is ``queued``, ``claimed``
+    (a worker or engine holds it: the attempt runs), ``completed`` or ``consumed``."""
+
+    task_id: str
+    step_id: str
+    attempt: int
+    status: str
+    payload: dict[str, Any]
+    owner: str | None
+    available_at: float
+    lease_expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished task whose result the engine has not yet folded into the run's history."""
 
@@ -388,6 +403,7 @@ class Store(Protocol):
     def adopt_tasks(
         self, run_id: str, owner: str, now: float, lease_s: float
     ) -> list[ClaimedTask]: ...
+    def run_tasks(self, run_id: str) -> list[TaskRecord]: ...
 
     # timers
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...

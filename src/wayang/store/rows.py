@@ -27,6 +27,7 @@ from wayang.store.port import (
     SignalRecord,
     StoredEvent,
     StoreError,
+    TaskRecord,
     Timer,
     TopicMessage,
 )
@@ -221,6 +222,13 @@ def read_claimed(row: Row) -> ClaimedTask:
         fencing_token=token,
         lease_expires_at=lease,
         tenant=tenant,
+    )
+
+
+def read_task(row: Row) -> TaskRecord:
+    task_id, step_id, attempt, status, payload, owner, available_at, lease = row
+    return TaskRecord(
+        task_id, step_id, attempt, status, from_json(payload), owner, available_at, lease
     )
 
 

@@ -35,6 +35,7 @@ from wayang.store.port import (
     SignalRecord,
     StoredEvent,
     StoreError,
+    TaskRecord,
     Timer,
     TopicMessage,
 )
@@ -394,6 +395,10 @@ class SQLiteStore(DeliveriesMixin):
             found = conn.execute(self._sql["adopt_tasks"], params).fetchall()
         found.sort(key=_by_available_at)
         return [rows.read_claimed(row) for row in found]
+
+    def run_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of ``run_id``, oldest first."""
+        return [rows.read_task(row) for row in self._rows("run_tasks", {"run_id": run_id})]
 
     # ------------------------------------------------------------------ timers
 

@@ -155,6 +155,13 @@ WHERE task_id IN (
 RETURNING task_id, run_id, step_id, attempt, idempotency_key, payload, owner, fencing_token,
     lease_expires_at, tenant, available_at;
 
+-- A run's tasks, oldest first (what each attempt ran with, and whether it runs now).
+-- name: run_tasks
+SELECT task_id, step_id, attempt, status, payload, owner, available_at, lease_expires_at
+FROM tasks
+WHERE run_id = :run_id
+ORDER BY available_at, task_id;
+
 -- name: heartbeat_task
 UPDATE tasks
 SET lease_expires_at = :lease_expires_at

@@ -1,4 +1,4 @@
--- The Wayang store for SQLite: the whole current schema (version 4).
+-- The Wayang store for SQLite: the whole current schema (version 5).
 --
 -- A new store is created from this file; an older one is brought here by migrations/. A test
 -- proves both give the same schema, so a change goes into a new migration AND into this file.
@@ -72,8 +72,8 @@ CREATE INDEX tasks_claimed ON tasks (lease_expires_at) WHERE status = 'claimed';
 -- Completions the engine has not yet folded in.
 CREATE INDEX tasks_completed ON tasks (run_id, completed_at) WHERE status = 'completed';
 
--- A run's open tasks (queued or leased), found when an engine adopts the run.
-CREATE INDEX tasks_open_by_run ON tasks (run_id) WHERE status IN ('queued', 'claimed');
+-- A run's tasks: its open ones when an engine adopts the run, all of them for the run's views.
+CREATE INDEX tasks_by_run ON tasks (run_id);
 
 -- Durable wake-ups; a timer is deleted when the engine records that it handled it.
 CREATE TABLE timers (
