@@ -191,8 +191,8 @@ def test_status_runs_and_logs_read_the_same(wayang: Wayang, tmp_path: Path) -> N
     shutil.copytree(EXAMPLES / "pipeline", tmp_path / "pipeline")
     pipeline = wayang("run", str(tmp_path / "pipeline" / "workflow.toml"))
     served, local = both(wayang, "status", run_id_of(pipeline))
-    # Through the server a run's plan is not at hand: attempts show without their limit.
-    assert served.out == local.out.replace("2/3", "2  ")
+    assert "2/3" in local.out  # the retried step shows its try against its limit, both ways
+    assert served.out == local.out
 
 
 @pytest.mark.usefixtures("server")

@@ -98,7 +98,8 @@ def run_view(client: Client, run_id: str) -> tuple[RunView, RunOutline, int]:
 def outline_of(detail: wire.RunDetail, view: RunView) -> RunOutline:
     started = view.state.started
     version = started.workflow_version if started is not None else ""
-    return RunOutline(detail.workflow_id, version, tuple(detail.order))
+    attempts = {step_id: step.max_attempts for step_id, step in detail.steps.items()}
+    return RunOutline(detail.workflow_id, version, tuple(detail.order), attempts)
 
 
 def latest_run_id(client: Client) -> str:

@@ -1,7 +1,9 @@
 """Where a store lives: store URLs and the default location.
 
-A store is named by a plain path, ``sqlite:///abs/path`` or ``sqlite:///:memory:``. PostgreSQL
-URLs are recognised only to say that the adapter is not here yet.
+A store is named by a plain path, ``sqlite:///abs/path`` or ``sqlite:///:memory:`` (SQLite: one
+host), or by ``postgresql://user@host:5432/dbname?pool_max=8&schema=wayang`` (PostgreSQL: a
+fleet of engines and workers on many hosts sharing one database; ``postgres://`` too). See
+:mod:`wayang.store.postgres_connection` for the PostgreSQL URL's parameters.
 """
 
 from __future__ import annotations
@@ -18,7 +20,21 @@ _POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 def open_store(url: str | Path) -> Store:
     """Open the store that ``url`` names, creating and migrating it as needed."""
+    if is_postgres_url(url):
+        # Imported here: psycopg and its pool take a tenth of a second to import, which every
+        # command on a SQLite store would otherwise pay.
+        from wayang.store.postgres import PostgresStore  # noqa: PLC0415
+
+        return PostgresStore(str(url))
     return SQLiteStore(sqlite_path(url))
+
+
+def is_postgres_url(url: str | Path) -> bool:
+    """Whether ``url`` names a PostgreSQL store (``postgresql://`` or ``postgres://``)."""
+    if isinstance(url, Path):
+        return False
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in _POSTGRES_SCHEMES
 
 
 def sqlite_path(url: str | Path) -> str:
@@ -32,13 +48,23 @@ def sqlite_path(url: str | Path) -> str:
         return _sqlite_url_path(url, rest)
     if scheme.lower() in _POSTGRES_SCHEMES:
         raise StoreError(
-            f"{scheme}:// stores are not supported yet: the PostgreSQL adapter arrives in a later "
-            "release; use a SQLite path or sqlite:///abs/path for now"
+            f"this needs a SQLite store (a file), and {scheme}:// names a PostgreSQL one; "
+            "pass a path or sqlite:///abs/path"
         )
     raise StoreError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use a path, sqlite:///abs/path or "
-        "sqlite:///:memory: (PostgreSQL arrives later)"
+        f"unknown store URL scheme {scheme!r} in {_shown(url)!r}: use a path, sqlite:///abs/path, "
+        "sqlite:///:memory: or postgresql://user@host:5432/dbname"
     )
+
+
+def _shown(url: str) -> str:
+    """``url`` without a password it may carry (user:password@host)."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def _sqlite_url_path(url: str, rest: str) -> str:
