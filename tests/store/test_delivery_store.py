@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 from wayang.store.port import DeliveryOutcome, FanOut, NewTopicMessage
+from wayang.store.postgres import PostgresStore
 from wayang.store.sqlite import SQLiteStore
 
 SUBS = {"order.created": [("Charge", 3), ("Notify", 1)], "order.charged": [("Ship", 2)]}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    db = SQLiteStore(tmp_path / "w.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteStore:
+    db: SQLiteStore | PostgresStore
+    if request.param == "postgresql":
+        db = PostgresStore(request.getfixturevalue("postgres_url"))
+    else:
+        db = SQLiteStore(tmp_path / "w.db")
     yield db  # type: ignore[misc]
     db.close()
 

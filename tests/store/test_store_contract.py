@@ -31,6 +31,7 @@ from wayang.store.port import (
     Timer,
     TopicMessage,
 )
+from wayang.store.postgres import PostgresStore
 from wayang.store.sqlite import SQLiteStore
 
 T0 = 1_000.0
@@ -41,10 +42,13 @@ class ContractStore(Store, Protocol):
     def duplicate_completions(self) -> int: ...
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractStore]:
+    opened: ContractStore
     if request.param == "sqlite-file":
         opened = SQLiteStore(tmp_path / "store.db")
+    elif request.param == "postgresql":
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
     else:
         opened = SQLiteStore(":memory:")
     yield opened
