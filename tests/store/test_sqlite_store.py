@@ -503,11 +503,6 @@ def test_open_store_accepts_paths_and_sqlite_urls(tmp_path: Path) -> None:
     memory.close()
 
 
-def test_open_store_refuses_postgresql_for_now() -> None:
-    with pytest.raises(StoreError, match=r"postgresql:// .*PostgreSQL adapter arrives in a later"):
-        open_store("postgresql://user@host/db")
-
-
 @pytest.mark.parametrize(
     ("url", "message"),
     [

@@ -66,7 +66,6 @@ from wayang.store.postgres_connection import (
     translate,
 )
 from wayang.store.postgres_deliveries import DeliveriesMixin
-from wayang.store.sqlite import _by_run, _VersionMove
 
 DUPLICATE_COMPLETIONS = "duplicate_completions"
 _by_available_at = itemgetter(-1)
@@ -164,7 +163,7 @@ class PostgresStore(DeliveriesMixin):
         creates = sorted((a for a in appends if a.create is not None), key=lambda a: a.run_id)
         for append in creates:
             self._insert_run(conn, append)
-        moves = sorted(_by_run(appends), key=_by_key)
+        moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = {run_id: self._advance(conn, move, now) for run_id, move in moves}
         self._many(conn, "insert_task", (rows.task_params(t) for a in appends for t in a.tasks))
         for append in appends:
@@ -218,7 +217,7 @@ class PostgresStore(DeliveriesMixin):
         )
         self._many(conn, "insert_timer", map(rows.timer_params, append.timers))
 
-    def _advance(self, conn: Connection, moves: _VersionMove, now: float) -> str:
+    def _advance(self, conn: Connection, moves: rows.VersionMove, now: float) -> str:
         """Check and move the run's version in one statement; return the run's tenant."""
         params = {
             "run_id": moves.first.run_id,

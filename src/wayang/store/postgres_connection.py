@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -75,13 +75,16 @@ def parse_url(url: str) -> Target:
     if parts.scheme.lower() not in SCHEMES:
         raise StoreError(f"{_safe(url)!r} is not a postgresql:// URL")
     own: dict[str, str] = {}
-    kept: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("pool_max", "schema"):
-            own[key] = value
+    kept: list[str] = []
+    # Split by hand: libpq reads "+" as itself, not as a space, so the rest of the query is
+    # passed on exactly as written.
+    for item in filter(None, parts.query.split("&")):
+        key, _, value = item.partition("=")
+        if unquote(key) in ("pool_max", "schema"):
+            own[unquote(key)] = unquote(value)
         else:
-            kept.append((key, value))
-    libpq_url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+            kept.append(item)
+    libpq_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), ""))
     try:
         params = conninfo_to_dict(libpq_url)
     except psycopg.ProgrammingError as exc:
@@ -89,6 +92,12 @@ def parse_url(url: str) -> Target:
             f"{_safe(url)!r} is not a PostgreSQL URL libpq accepts ({_first_line(exc)}); write "
             "postgresql://user@host:5432/dbname?pool_max=8&schema=wayang"
         ) from exc
+    ports = str(params.get("port") or "5432").split(",")
+    if not all(port.isdigit() for port in ports):
+        raise StoreError(
+            f"{_safe(url)!r} names port {params['port']!r}, which is not a number; write "
+            "postgresql://user@host:5432/dbname"
+        )
     schema = _schema_param(own.get("schema"), url)
     extra: dict[str, Any] = {
         "application_name": params.get("application_name") or APPLICATION_NAME,
@@ -254,8 +263,9 @@ def ensure_schema(conn: Connection, target: Target, schema: Schema | None = None
         # Every process opening this store waits here for the one migrating it, then reads the
         # version again: the lock is released by the COMMIT that makes the migration visible.
         conn.execute(queries()["take_locks"], {"keys": [lock_key("migrate", name)]})
-        if target.schema is not None:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
+        if not conn.execute(queries()["schema_exists"], {"schema": name}).fetchone():
+            # Only when missing: CREATE SCHEMA needs a right on the database the user may lack.
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         _upgrade(conn, _current_version(conn, name, target, schema.version), schema)
     return str(name)
 
@@ -321,6 +331,11 @@ def connect_error(exc: psycopg.Error, target: Target) -> StoreError:
         return StoreError(
             f"PostgreSQL at {where} refused the login ({detail}): check the user and password "
             "in the URL (or ~/.pgpass) and the server's pg_hba.conf"
+        )
+    if "resolve host" in detail or "translate host name" in detail:
+        return StoreError(
+            f"cannot reach PostgreSQL at {where}: no such host ({detail}); check the host in "
+            "the URL"
         )
     if isinstance(exc, psycopg.OperationalError):
         return StoreError(

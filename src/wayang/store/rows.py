@@ -7,7 +7,8 @@ readers unpack them, so a PostgreSQL adapter can reuse them as they are.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from wayang.store.port import (
     Append,
     ClaimedTask,
     Completion,
+    ConcurrencyError,
     DeadLetter,
     Delivery,
     LogLine,
@@ -281,3 +283,36 @@ def read_delivery(row: Row) -> Delivery:
         delivery_id, env, step, seq, topic, from_json(data), trace_id, key, status, attempt,
         limit, due_at, token, error, created_at, finished_at, source, tenant,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ group commits
+
+
+@dataclass(slots=True)
+class VersionMove:
+    """One run's appends in a group: the version the first expects, where the last leaves it."""
+
+    first: Append
+    version: int
+    status: str | None
+
+
+def by_run(appends: Sequence[Append]) -> Iterator[tuple[str, VersionMove]]:
+    """Each run's appends folded into one version move; they must chain one after another."""
+    moves: dict[str, VersionMove] = {}
+    for append in appends:
+        move = moves.get(append.run_id)
+        if move is None:
+            moves[append.run_id] = VersionMove(
+                append, append.expected_version + len(append.events), append.status
+            )
+            continue
+        if append.expected_version != move.version:
+            raise ConcurrencyError(
+                f"appends of run {append.run_id} in one commit do not chain: one expects "
+                f"version {append.expected_version} after another left it at {move.version}",
+                append.run_id,
+            )
+        move.version += len(append.events)
+        move.status = append.status or move.status
+    yield from moves.items()

@@ -1,6 +1,6 @@
 """SQL kept in files: named queries, the current schema and ordered migrations of one dialect.
 
-Each dialect has a folder under ``wayang/store/sql/`` (``sqlite/`` now, ``postgresql/`` later)::
+Each dialect has a folder under ``wayang/store/sql/`` (``sqlite/``, ``postgresql/``)::
 
     sql/<dialect>/schema.sql           the whole current schema, for new stores
     sql/<dialect>/queries.sql          named queries, one ``-- name: claim_tasks`` block each

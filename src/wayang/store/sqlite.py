@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -45,36 +45,6 @@ from wayang.store.sqlite_deliveries import DeliveriesMixin
 DUPLICATE_COMPLETIONS = "duplicate_completions"
 _by_available_at = itemgetter(-1)
 _TEMP_STORES = ("DEFAULT", "FILE", "MEMORY")
-
-
-@dataclass(slots=True)
-class _VersionMove:
-    """One run's appends in a group: the version the first expects, where the last leaves it."""
-
-    first: Append
-    version: int
-    status: str | None
-
-
-def _by_run(appends: Sequence[Append]) -> Iterator[tuple[str, _VersionMove]]:
-    """Each run's appends folded into one version move; they must chain one after another."""
-    moves: dict[str, _VersionMove] = {}
-    for append in appends:
-        move = moves.get(append.run_id)
-        if move is None:
-            moves[append.run_id] = _VersionMove(
-                append, append.expected_version + len(append.events), append.status
-            )
-            continue
-        if append.expected_version != move.version:
-            raise ConcurrencyError(
-                f"appends of run {append.run_id} in one commit do not chain: one expects "
-                f"version {append.expected_version} after another left it at {move.version}",
-                append.run_id,
-            )
-        move.version += len(append.events)
-        move.status = append.status or move.status
-    yield from moves.items()
 
 
 class SQLiteStore(DeliveriesMixin):
@@ -156,7 +126,9 @@ class SQLiteStore(DeliveriesMixin):
         for append in appends:
             if append.create is not None:
                 self._insert_run(conn, append)
-        tenants = {run_id: self._advance(conn, moves, now) for run_id, moves in _by_run(appends)}
+        tenants = {
+            run_id: self._advance(conn, moves, now) for run_id, moves in rows.by_run(appends)
+        }
         tasks = [rows.task_params(task) for append in appends for task in append.tasks]
         if tasks:
             conn.executemany(sql["insert_task"], tasks)
@@ -228,7 +200,7 @@ class SQLiteStore(DeliveriesMixin):
         if answers:
             conn.executemany(self._sql["answer_signal"], answers)
 
-    def _advance(self, conn: sqlite3.Connection, moves: _VersionMove, now: float) -> str:
+    def _advance(self, conn: sqlite3.Connection, moves: rows.VersionMove, now: float) -> str:
         """Check and move the run's version in one statement; return the run's tenant."""
         params = {
             "run_id": moves.first.run_id,

@@ -246,7 +246,7 @@ class RunView {
       ),
       h("td", {}, step.kind),
       h("td", {}, badge(step.status, "step-status")),
-      h("td", { class: "num" }, String(step.attempts)),
+      h("td", { class: "num" }, tries(step)),
       h("td", { class: "num" }, step.started_at ? seconds(step.duration_s) : "—"),
       h("td", {}, when(step.started_at)),
       h("td", { class: step.error ? "error" : "" }, note),
@@ -355,4 +355,10 @@ function lineOf(line) {
     h("span", { class: "step" }, `${line.step}${line.attempt ? `#${line.attempt}` : ""}`),
     `${line.line}\n`,
   );
+}
+
+/** "2/3": the try of the step's current visit against its retry limit ("" before the first). */
+function tries(step) {
+  if (!step.tries) return "";
+  return step.max_attempts > 1 ? `${step.tries}/${step.max_attempts}` : String(step.tries);
 }

@@ -19,6 +19,9 @@
 -- name: list_tables
 SELECT tablename FROM pg_tables WHERE schemaname = :schema ORDER BY tablename;
 
+-- name: schema_exists
+SELECT 1 FROM pg_namespace WHERE nspname = :schema;
+
 -- The schema version, once wayang_schema is known to exist.
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM wayang_schema;
