@@ -221,7 +221,7 @@ def _runs() -> APIRouter:
     @r.post("", status_code=202, response_model=wire.RunAccepted, **guard("runs", "create"))
     async def start(body: wire.StartRun, core: Core, actor: Actor) -> Response:
         """Start a run; it is queued while the concurrency limits are reached."""
-        return _json(core.start_run(body, actor), 202)
+        return _json(await core.start_run(body, actor), 202)
 
     @r.get("", response_model=wire.Page[wire.RunSummary], **guard("runs", "read"))
     def list_runs(
@@ -256,7 +256,7 @@ def _runs() -> APIRouter:
         **guard("runs", "create"),
     )
     async def retry(run_id: str, core: Core, body: wire.RetryRun | None = None) -> wire.RunAccepted:
-        return core.retry(run_id, (body or wire.RetryRun()).from_step)
+        return await core.retry(run_id, (body or wire.RetryRun()).from_step)
 
     @r.get("/{run_id}/events", response_model=wire.Page[wire.EventView], **guard("runs", "read"))
     def events(
@@ -507,7 +507,7 @@ def _letters() -> APIRouter:
 
     @r.post("/{letter_id:path}/replay", response_model=wire.Replayed, **guard("dlq", "replay"))
     async def replay(letter_id: str, core: Core) -> wire.Replayed:
-        return core.replay(letter_id)
+        return await core.replay(letter_id)
 
     return r
 

@@ -265,7 +265,9 @@ class ServerCore:
         self._runs.pop(run_id, None)
         self._wake.set()
 
-    def _enqueue(self, request: RunRequest) -> wire.RunAccepted:
+    async def _enqueue(self, request: RunRequest) -> wire.RunAccepted:
+        """Start ``request`` now or queue it; either way it is in the store when this returns
+        (an accepted run survives a crash of the server right after)."""
         if self.state != "ok":
             raise ServerStoppingError("the server is stopping; it takes no new runs")
         run_id = new_run_id()
@@ -276,9 +278,11 @@ class ServerCore:
                 request.plan, request.started, run_id, reuse=request.reuse
             )
             self._track(run_id, future)
+            await self._require_engine().flush()  # its row joins the next group commit
             return wire.RunAccepted(run_id=run_id, status="running")
         position = self.queue.put(request, run_id)
         self.pump()
+        await self._require_engine().flush()
         status = "queued" if self.queue.find(run_id) is not None else "running"
         return wire.RunAccepted(
             run_id=run_id, status=status, position=position if status == "queued" else None
@@ -333,7 +337,7 @@ class ServerCore:
 
     # ------------------------------------------------------------------ runs
 
-    def start_run(self, body: wire.StartRun, actor: str) -> wire.RunAccepted:
+    async def start_run(self, body: wire.StartRun, actor: str) -> wire.RunAccepted:
         if body.source is not None:
             source, filename = body.source, body.filename
             cwd = body.cwd or str(Path(filename).resolve().parent)
@@ -357,7 +361,7 @@ class ServerCore:
             workflow=self._parsed(source, filename),
             policy_of=self._policy_files,
         )
-        return self._enqueue(request)
+        return await self._enqueue(request)
 
     def list_runs(
         self,
@@ -473,8 +477,8 @@ class ServerCore:
         await engine.flush()
         return views.run_summary(self._record(run_id))
 
-    def retry(self, run_id: str, from_step: str | None) -> wire.RunAccepted:
-        return self._enqueue(prepare_retry(self.store, run_id, from_step))
+    async def retry(self, run_id: str, from_step: str | None) -> wire.RunAccepted:
+        return await self._enqueue(prepare_retry(self.store, run_id, from_step))
 
     async def _settle(self, run_id: str, timeout_s: float = 5.0) -> None:
         """Wait (briefly) for a run this server drives to stop running."""
@@ -602,14 +606,14 @@ class ServerCore:
         dead = self.store.list_deliveries(status="dead", limit=limit)
         return letters + [views.dead_delivery_view(d) for d in dead]
 
-    def replay(self, letter_id: str) -> wire.Replayed:
+    async def replay(self, letter_id: str) -> wire.Replayed:
         delivery = self.store.replay_delivery(letter_id, time.time())
         if delivery is not None:
             return wire.Replayed(id=letter_id, delivery_id=delivery.delivery_id)
         letter, request = prepare_letter_replay(self.store, letter_id)
         if self.store.remove_dead_letter(letter.dlq_id) is None:
             raise UsageError(f"dead letter {letter_id!r} was replayed already")
-        accepted = self._enqueue(request)
+        accepted = await self._enqueue(request)
         return wire.Replayed(id=letter_id, run_id=accepted.run_id)
 
     # ------------------------------------------------------------------ health

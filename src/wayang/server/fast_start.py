@@ -41,14 +41,14 @@ class FastStart:
             await self.app(scope, receive, send)
             return
         body, whole = await _read_body(receive)
-        response = self._start(scope, body) if whole else None
+        response = await self._start(scope, body) if whole else None
         if response is None:
             await self.app(scope, _replay(body, whole, receive), send)
             return
         scope[ROUTE_TEMPLATE] = self.path
         await response(scope, receive, send)
 
-    def _start(self, scope: Any, body: bytes) -> Response | None:
+    async def _start(self, scope: Any, body: bytes) -> Response | None:
         headers = dict(scope["headers"])
         authorization = headers.get(b"authorization")
         refusal = token_refusal(
@@ -63,7 +63,7 @@ class FastStart:
         user = headers.get(b"x-wayang-user")
         actor = user.decode("utf-8", "replace") if user else self.core.user
         try:
-            accepted = self.core.start_run(request, actor)
+            accepted = await self.core.start_run(request, actor)
         except WayangError as exc:
             return problems.for_error(exc)  # None: an internal error, reported by the app
         return Response(accepted.model_dump_json(), 202, media_type="application/json")
