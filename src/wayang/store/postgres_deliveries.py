@@ -14,7 +14,7 @@ cursor the other left and neither starts a delivery the other started.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +27,9 @@ from wayang.store.port import (
     FanOut,
     LogLine,
     NewTopicMessage,
-    TopicMessage,
 )
 from wayang.store.postgres_connection import log_params
-from wayang.store.sqlite_deliveries import delivery_id
+from wayang.store.sql_shared import SharedDeliveryStatements
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
     from wayang.store.postgres_connection import Connection
 
 
-class DeliveriesMixin:
+class DeliveriesMixin(SharedDeliveryStatements):
     """The delivery half of the PostgreSQL store; see the module docstring."""
 
     if TYPE_CHECKING:  # provided by PostgresStore, which this class is mixed into
@@ -123,28 +122,6 @@ class DeliveriesMixin:
         conn.execute(self._sql["move_delivery_cursor"], {**where, "seq": cursor})
         return [row["delivery_id"] for row in new], cursor
 
-    @staticmethod
-    def _deliveries_for(
-        fan_out: FanOut, messages: Iterator[TopicMessage], now: float
-    ) -> Iterator[dict[str, Any]]:
-        lease_expires_at = now + fan_out.lease_s
-        for message in messages:
-            for step, max_attempts in fan_out.subscriptions.get(message.topic, ()):
-                yield {
-                    "delivery_id": delivery_id(fan_out.env, message.seq, step),
-                    "tenant": fan_out.tenant,
-                    "env": fan_out.env,
-                    "step": step,
-                    "message_seq": message.seq,
-                    "topic": message.topic,
-                    "trace_id": message.trace_id,
-                    "key": message.key,
-                    "max_attempts": max_attempts,
-                    "now": now,
-                    "owner": fan_out.owner,
-                    "lease_expires_at": lease_expires_at,
-                }
-
     def _read(self, ids: Sequence[str]) -> list[Delivery]:
         if not ids:
             return []
@@ -175,44 +152,3 @@ class DeliveriesMixin:
         with self._write() as conn:
             ids = [row[0] for row in conn.execute(self._sql["claim_deliveries"], params)]
         return self._read(ids)
-
-    def renew_delivery_leases(self, owner: str, now: float, lease_s: float) -> None:
-        with self._write() as conn:
-            params = {"owner": owner, "now": now, "lease_s": lease_s}
-            conn.execute(self._sql["renew_delivery_leases"], params)
-
-    def list_deliveries(
-        self,
-        *,
-        trace_id: str | None = None,
-        status: str | None = None,
-        env: str | None = None,
-        step: str | None = None,
-        limit: int = 200,
-        tenant: str = DEFAULT_TENANT,
-    ) -> list[Delivery]:
-        """Deliveries matching every filter given, in message order."""
-        params = {
-            "tenant": tenant,
-            "trace_id": trace_id,
-            "status": status,
-            "env": env,
-            "step": step,
-            "limit": limit,
-        }
-        return [rows.read_delivery(row) for row in self._rows("list_deliveries", params)]
-
-    def replay_delivery(
-        self, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT
-    ) -> Delivery | None:
-        """Make a dead delivery due again with fresh attempts; None if there is no such one."""
-        params = {"delivery_id": delivery_id, "now": now, "tenant": tenant}
-        with self._write() as conn:
-            done = conn.execute(self._sql["replay_delivery"], params).fetchall()
-        found = self._read([done[0][0]]) if done else []
-        return found[0] if found else None
-
-    def trace_messages(self, trace_id: str, limit: int = 1000) -> list[TopicMessage]:
-        """The messages published in trace ``trace_id``, in order."""
-        found = self._rows("trace_messages", {"trace_id": trace_id, "limit": limit})
-        return [rows.read_topic_message(row) for row in found]

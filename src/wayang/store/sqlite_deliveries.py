@@ -9,7 +9,7 @@ that start at once, leased to the caller. So a hop from one step to the next cos
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +22,11 @@ from wayang.store.port import (
     FanOut,
     LogLine,
     NewTopicMessage,
-    TopicMessage,
 )
+from wayang.store.sql_shared import SharedDeliveryStatements
 
 
-def delivery_id(env: str, seq: int, step: str) -> str:
-    return f"{env}/{seq}/{step}"
-
-
-class DeliveriesMixin:
+class DeliveriesMixin(SharedDeliveryStatements):
     """The delivery half of the SQLite store; see the module docstring."""
 
     _sql: dict[str, str] | Any
@@ -107,28 +103,6 @@ class DeliveriesMixin:
         conn.execute(self._sql["move_delivery_cursor"], {**where, "seq": cursor})
         return [row["delivery_id"] for row in new], cursor
 
-    @staticmethod
-    def _deliveries_for(
-        fan_out: FanOut, messages: Iterator[TopicMessage], now: float
-    ) -> Iterator[dict[str, Any]]:
-        lease_expires_at = now + fan_out.lease_s
-        for message in messages:
-            for step, max_attempts in fan_out.subscriptions.get(message.topic, ()):
-                yield {
-                    "delivery_id": delivery_id(fan_out.env, message.seq, step),
-                    "tenant": fan_out.tenant,
-                    "env": fan_out.env,
-                    "step": step,
-                    "message_seq": message.seq,
-                    "topic": message.topic,
-                    "trace_id": message.trace_id,
-                    "key": message.key,
-                    "max_attempts": max_attempts,
-                    "now": now,
-                    "owner": fan_out.owner,
-                    "lease_expires_at": lease_expires_at,
-                }
-
     def _read(self, ids: Sequence[str]) -> list[Delivery]:
         if not ids:
             return []
@@ -159,44 +133,3 @@ class DeliveriesMixin:
         with self._write() as conn:
             ids = [row[0] for row in conn.execute(self._sql["claim_deliveries"], params)]
         return self._read(ids)
-
-    def renew_delivery_leases(self, owner: str, now: float, lease_s: float) -> None:
-        with self._write() as conn:
-            params = {"owner": owner, "now": now, "lease_s": lease_s}
-            conn.execute(self._sql["renew_delivery_leases"], params)
-
-    def list_deliveries(
-        self,
-        *,
-        trace_id: str | None = None,
-        status: str | None = None,
-        env: str | None = None,
-        step: str | None = None,
-        limit: int = 200,
-        tenant: str = DEFAULT_TENANT,
-    ) -> list[Delivery]:
-        """Deliveries matching every filter given, in message order."""
-        params = {
-            "tenant": tenant,
-            "trace_id": trace_id,
-            "status": status,
-            "env": env,
-            "step": step,
-            "limit": limit,
-        }
-        return [rows.read_delivery(row) for row in self._rows("list_deliveries", params)]
-
-    def replay_delivery(
-        self, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT
-    ) -> Delivery | None:
-        """Make a dead delivery due again with fresh attempts; None if there is no such one."""
-        params = {"delivery_id": delivery_id, "now": now, "tenant": tenant}
-        with self._write() as conn:
-            done = conn.execute(self._sql["replay_delivery"], params).fetchall()
-        found = self._read([done[0][0]]) if done else []
-        return found[0] if found else None
-
-    def trace_messages(self, trace_id: str, limit: int = 1000) -> list[TopicMessage]:
-        """The messages published in trace ``trace_id``, in order."""
-        found = self._rows("trace_messages", {"trace_id": trace_id, "limit": limit})
-        return [rows.read_topic_message(row) for row in found]

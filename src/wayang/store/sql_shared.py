@@ -1,0 +1,380 @@
+"""What the SQL stores share: every store method whose statements read the same in both dialects
+(SQLite and PostgreSQL name their queries alike, and both drivers take a dict of parameters).
+
+An adapter provides the rest: ``_sql`` (its named queries), ``_rows`` (one read), ``_write`` (one
+transaction), ``commit`` and the delivery row reader ``_read``; where the dialects differ (group
+commits, publishing, locking) the adapter has its own method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from wayang.store import rows
+from wayang.store.port import (
+    DEFAULT_TENANT,
+    Append,
+    ClaimedTask,
+    Completion,
+    DeadLetter,
+    Delivery,
+    FanOut,
+    LogLine,
+    RunRecord,
+    SignalRecord,
+    StoredEvent,
+    StoreError,
+    TaskRecord,
+    Timer,
+    TopicMessage,
+)
+
+DUPLICATE_COMPLETIONS = "duplicate_completions"
+_by_available_at = itemgetter(-1)
+
+
+def delivery_id(env: str, seq: int, step: str) -> str:
+    return f"{env}/{seq}/{step}"
+
+
+class SharedStatements:
+    """The store methods both SQL adapters run the same way."""
+
+    if TYPE_CHECKING:  # provided by the adapter
+        _sql: Mapping[str, str]
+
+        def _write(self) -> AbstractContextManager[Any]: ...
+
+        def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]: ...
+
+        def commit(
+            self, appends: Sequence[Append], now: float, logs: Sequence[LogLine] = ()
+        ) -> None: ...
+
+    def create_run(self, run: RunRecord, first: Append) -> None:
+        """Insert ``run`` and apply its first append (``expected_version`` 0) atomically.
+
+        The run's ``version`` is not taken from ``run``: it is the number of events in ``first``.
+        Those events are stamped ``run.updated_at``. A run id already taken is a conflict.
+        """
+        if first.run_id != run.run_id or first.expected_version != 0:
+            raise StoreError(
+                f"the first append of run {run.run_id} must be for that run and expect "
+                f"version 0, not {first.run_id} at {first.expected_version}"
+            )
+        self.commit([replace(first, create=run)], run.updated_at)
+
+    def load_history(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        found = self._rows("load_history", {"run_id": run_id, "after_seq": after_seq})
+        return [rows.read_event(row) for row in found]
+
+    def get_run(self, run_id: str, tenant: str = DEFAULT_TENANT) -> RunRecord | None:
+        found = self._rows("get_run", {"run_id": run_id, "tenant": tenant})
+        return rows.read_run(found[0]) if found else None
+
+    def page_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[RunRecord]:
+        """Runs newest first, optionally of one status and workflow, older than ``before``
+        (the ``(created_at, run_id)`` of the last run of the page before)."""
+        before_at, before_id = before if before is not None else (float("inf"), "")
+        params = {
+            "tenant": tenant,
+            "status": status,
+            "workflow_id": workflow_id,
+            "before_at": before_at,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return [rows.read_run(row) for row in self._rows("page_runs", params)]
+
+    def list_runs(
+        self, status: str | None = None, limit: int = 50, tenant: str = DEFAULT_TENANT
+    ) -> list[RunRecord]:
+        """The newest runs of ``tenant`` first, optionally only those with ``status``."""
+        params = {"tenant": tenant, "status": status, "limit": limit}
+        name = "list_runs" if status is None else "list_runs_by_status"
+        return [rows.read_run(row) for row in self._rows(name, params)]
+
+    def lease_run(self, run_id: str, owner: str, now: float, lease_s: float) -> bool:
+        """Take or renew the lease on driving ``run_id``; False if another owner holds it."""
+        params = {"run_id": run_id, "owner": owner, "now": now, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            return bool(conn.execute(self._sql["lease_run"], params).rowcount == 1)
+
+    def steal_run(
+        self, run_id: str, owner: str, previous_owner: str | None, now: float, lease_s: float
+    ) -> bool:
+        """Take the run from ``previous_owner`` (known gone) whatever its lease says."""
+        params = {
+            "run_id": run_id,
+            "owner": owner,
+            "previous_owner": previous_owner,
+            "lease_expires_at": now + lease_s,
+        }
+        with self._write() as conn:
+            return bool(conn.execute(self._sql["steal_run"], params).rowcount == 1)
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Give up the lease on ``run_id`` so another engine may take it at once."""
+        with self._write() as conn:
+            conn.execute(self._sql["release_run"], {"run_id": run_id, "owner": owner})
+
+    def renew_leases(self, owner: str, now: float, lease_s: float) -> None:
+        """Extend every lease ``owner`` holds, on runs and on tasks, in one transaction."""
+        params = {"owner": owner, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            conn.execute(self._sql["renew_run_leases"], params)
+            conn.execute(self._sql["renew_task_leases"], params)
+
+    def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Unfinished runs nobody drives: no lease, or one that ran out."""
+        found = self._rows("orphaned_runs", {"now": now, "limit": limit})
+        return [rows.read_run(row) for row in found]
+
+    def claim(
+        self, owner: str, now: float, lease_s: float, limit: int = 1, queue: str = "default"
+    ) -> list[ClaimedTask]:
+        """Lease up to ``limit`` tasks of ``queue``, oldest first; each claim bumps the token."""
+        if limit <= 0:
+            return []
+        params = {
+            "owner": owner,
+            "now": now,
+            "lease_expires_at": now + lease_s,
+            "limit": limit,
+            "queue": queue,
+        }
+        with self._write() as conn:
+            claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
+        claimed.sort(key=_by_available_at)
+        return [rows.read_claimed(row) for row in claimed]
+
+    def heartbeat(self, task_id: str, fencing_token: int, now: float, lease_s: float) -> bool:
+        """Extend the lease, if the caller still holds it (status claimed, same token)."""
+        params = {
+            "task_id": task_id,
+            "fencing_token": fencing_token,
+            "lease_expires_at": now + lease_s,
+        }
+        with self._write() as conn:
+            return bool(conn.execute(self._sql["heartbeat_task"], params).rowcount == 1)
+
+    def complete(
+        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
+    ) -> bool:
+        """Record the result if the token is current; otherwise count a duplicate, return False."""
+        params = {
+            "task_id": task_id,
+            "fencing_token": fencing_token,
+            "result": rows.to_json(result),
+            "now": now,
+        }
+        with self._write() as conn:
+            done = conn.execute(self._sql["complete_task"], params).rowcount == 1
+            if not done:
+                conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
+        return bool(done)
+
+    def duplicate_completions(self) -> int:
+        """How many completions were rejected (stale token, or the task already completed)."""
+        found = self._rows("read_counter", {"name": DUPLICATE_COMPLETIONS})
+        return int(found[0][0]) if found else 0
+
+    def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]:
+        """Completed tasks not yet acknowledged by an append, in order of completion."""
+        params = {"run_id": run_id, "limit": limit}
+        name = "completions" if run_id is None else "completions_for_run"
+        return [rows.read_completion(row) for row in self._rows(name, params)]
+
+    def requeue_expired(self, now: float) -> int:
+        """Send claimed tasks whose lease ran out back to the queue; return how many."""
+        with self._write() as conn:
+            return int(conn.execute(self._sql["requeue_expired"], {"now": now}).rowcount)
+
+    def adopt_tasks(self, run_id: str, owner: str, now: float, lease_s: float) -> list[ClaimedTask]:
+        """Lease every open task of ``run_id`` (queued, or leased by anyone) to ``owner``."""
+        params = {"run_id": run_id, "owner": owner, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            found = conn.execute(self._sql["adopt_tasks"], params).fetchall()
+        found.sort(key=_by_available_at)
+        return [rows.read_claimed(row) for row in found]
+
+    def run_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of ``run_id``, oldest first."""
+        return [rows.read_task(row) for row in self._rows("run_tasks", {"run_id": run_id})]
+
+    def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
+        """Timers due by ``now``, soonest first; they stay until an append cancels them."""
+        found = self._rows("due_timers", {"now": now, "limit": limit})
+        return [rows.read_timer(row) for row in found]
+
+    def run_timers(self, run_id: str) -> list[Timer]:
+        """The pending timers of one run, soonest first."""
+        return [rows.read_timer(row) for row in self._rows("run_timers", {"run_id": run_id})]
+
+    def pending_signals(self, run_id: str) -> list[SignalRecord]:
+        """The run's signals no append has answered yet, oldest first."""
+        found = self._rows("pending_signals", {"run_id": run_id})
+        return [rows.read_signal(row) for row in found]
+
+    def get_signal(self, seq: int) -> SignalRecord | None:
+        """Signal ``seq`` whatever its status (a sender asking what became of it), or None."""
+        found = self._rows("get_signal", {"seq": seq})
+        return rows.read_signal(found[0]) if found else None
+
+    def topic_messages(
+        self,
+        topic: str,
+        after_seq: int = 0,
+        since: float = 0.0,
+        limit: int = 1000,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[TopicMessage]:
+        """``topic``'s messages after ``after_seq`` published at ``since`` or later, in order.
+
+        Nothing is consumed: each reader keeps its cursor (the last seq it saw) and pages on.
+        """
+        params = {
+            "tenant": tenant,
+            "topic": topic,
+            "after_seq": after_seq,
+            "since": since,
+            "limit": limit,
+        }
+        return [rows.read_topic_message(row) for row in self._rows("topic_messages", params)]
+
+    def latest_topic_seq(self) -> int:
+        """The highest seq published on any topic, 0 if none: a cursor for "from now on"."""
+        return int(self._rows("latest_topic_seq", {})[0][0])
+
+    def read_logs(
+        self, run_id: str, step_id: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[LogLine]:
+        """A run's lines (or one step's) after ``after_seq``, in order: page with the last seq."""
+        params = {"run_id": run_id, "step_id": step_id, "after_seq": after_seq, "limit": limit}
+        name = "read_logs" if step_id is None else "read_logs_for_step"
+        return [rows.read_log(row) for row in self._rows(name, params)]
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        with self._write() as conn:
+            conn.execute(self._sql["insert_dead_letter"], rows.dead_letter_params(letter))
+
+    def dead_letters(self, tenant: str = DEFAULT_TENANT, limit: int = 100) -> list[DeadLetter]:
+        found = self._rows("dead_letters", {"tenant": tenant, "limit": limit})
+        return [rows.read_dead_letter(row) for row in found]
+
+    def remove_dead_letter(self, dlq_id: str) -> DeadLetter | None:
+        """Take a dead letter out (to replay it); None if there is no such letter."""
+        with self._write() as conn:
+            found = conn.execute(self._sql["remove_dead_letter"], {"dlq_id": dlq_id}).fetchone()
+        return rows.read_dead_letter(found) if found else None
+
+    def kv_get(self, namespace: str, key: str) -> Any:
+        """The value stored under ``namespace``/``key``, or None."""
+        found = self._rows("kv_get", {"namespace": namespace, "key": key})
+        return rows.from_json(found[0][0]) if found else None
+
+    def kv_set(self, namespace: str, key: str, value: Any) -> None:
+        params = {"namespace": namespace, "key": key, "value": rows.to_json(value)}
+        with self._write() as conn:
+            conn.execute(self._sql["kv_set"], params)
+
+    def kv_delete(self, namespace: str, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._sql["kv_delete"], {"namespace": namespace, "key": key})
+
+    def kv_scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value of ``namespace``."""
+        found = self._rows("kv_scan", {"namespace": namespace})
+        return {key: rows.from_json(value) for key, value in found}
+
+    def kv_namespaces(self, prefix: str) -> list[str]:
+        """The namespaces that start with ``prefix`` and hold at least one key, in order."""
+        return [namespace for (namespace,) in self._rows("kv_namespaces", {"prefix": prefix})]
+
+
+class SharedDeliveryStatements:
+    """The delivery methods both SQL adapters run the same way."""
+
+    if TYPE_CHECKING:  # provided by the adapter
+        _sql: Mapping[str, str]
+
+        def _write(self) -> AbstractContextManager[Any]: ...
+
+        def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]: ...
+
+        def _read(self, ids: Sequence[str]) -> list[Delivery]: ...
+
+    @staticmethod
+    def _deliveries_for(
+        fan_out: FanOut, messages: Iterator[TopicMessage], now: float
+    ) -> Iterator[dict[str, Any]]:
+        lease_expires_at = now + fan_out.lease_s
+        for message in messages:
+            for step, max_attempts in fan_out.subscriptions.get(message.topic, ()):
+                yield {
+                    "delivery_id": delivery_id(fan_out.env, message.seq, step),
+                    "tenant": fan_out.tenant,
+                    "env": fan_out.env,
+                    "step": step,
+                    "message_seq": message.seq,
+                    "topic": message.topic,
+                    "trace_id": message.trace_id,
+                    "key": message.key,
+                    "max_attempts": max_attempts,
+                    "now": now,
+                    "owner": fan_out.owner,
+                    "lease_expires_at": lease_expires_at,
+                }
+
+    def renew_delivery_leases(self, owner: str, now: float, lease_s: float) -> None:
+        with self._write() as conn:
+            params = {"owner": owner, "now": now, "lease_s": lease_s}
+            conn.execute(self._sql["renew_delivery_leases"], params)
+
+    def list_deliveries(
+        self,
+        *,
+        trace_id: str | None = None,
+        status: str | None = None,
+        env: str | None = None,
+        step: str | None = None,
+        limit: int = 200,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Delivery]:
+        """Deliveries matching every filter given, in message order."""
+        params = {
+            "tenant": tenant,
+            "trace_id": trace_id,
+            "status": status,
+            "env": env,
+            "step": step,
+            "limit": limit,
+        }
+        return [rows.read_delivery(row) for row in self._rows("list_deliveries", params)]
+
+    def replay_delivery(
+        self, delivery_id: str, now: float, tenant: str = DEFAULT_TENANT
+    ) -> Delivery | None:
+        """Make a dead delivery due again with fresh attempts; None if there is no such one."""
+        params = {"delivery_id": delivery_id, "now": now, "tenant": tenant}
+        with self._write() as conn:
+            done = conn.execute(self._sql["replay_delivery"], params).fetchall()
+        found = self._read([done[0][0]]) if done else []
+        return found[0] if found else None
+
+    def trace_messages(self, trace_id: str, limit: int = 1000) -> list[TopicMessage]:
+        """The messages published in trace ``trace_id``, in order."""
+        found = self._rows("trace_messages", {"trace_id": trace_id, "limit": limit})
+        return [rows.read_topic_message(row) for row in found]
