@@ -252,7 +252,7 @@ def test_a_newer_store_is_refused(
     PostgresStore(postgres_url).close()
     with admin(postgres_server) as conn:
         conn.execute(f"INSERT INTO {postgres_schema}.wayang_schema (version) VALUES (99)")
-    with pytest.raises(StoreError, match=r"newer Wayang \(schema 99, this one knows 1\)"):
+    with pytest.raises(StoreError, match=r"newer Wayang \(schema 99, this one knows 2\)"):
         PostgresStore(postgres_url)
 
 

@@ -14,6 +14,7 @@ from wayang.cli.authoring import init, plan, schema, validate
 from wayang.cli.context import CliContext
 from wayang.cli.dlq import dlq
 from wayang.cli.driver import STORE_KEY
+from wayang.cli.fleet import FLEET_COMMANDS
 from wayang.cli.remote import NO_SERVER_KEY, SERVER_KEY, SERVER_VARIABLE, served
 from wayang.cli.render import print_diagnostics
 from wayang.cli.reports import logs, replay, runs, status
@@ -85,6 +86,7 @@ for command in (
     dlq,
     drive_handover,
     server,
+    *FLEET_COMMANDS,
     *WAIT_COMMANDS,
     *STEP_COMMANDS,
 ):

@@ -37,6 +37,7 @@ from wayang.engine.state import ACTIVE_STEP, TERMINAL_STEP, RunState, StepStatus
 from wayang.engine.waits import WaitsMixin, waits
 from wayang.errors import DefinitionError, ExpressionError
 from wayang.model.expr import evaluate_condition
+from wayang.model.placement import task_needs
 from wayang.model.plan import PlannedStep, ResolvedStep, RetryPolicy, resolve_at_runtime
 
 NOT_EXECUTED = {"agent": "agent steps run on the inference plane, which this version lacks"}
@@ -343,6 +344,8 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
             "timeout_s": planned.timeout_s,
             "workflow_id": self.run.workflow.id,
             "workspace": planned.workspace,
+            "queue": planned.queue,
+            "needs": task_needs(planned.runs_on, resolved.command, resolved.uses),
         }
         self.emit(ev.StepScheduled(planned.id, attempt, task_id, key, self.now))
         self.commands.append(DispatchTask(task_id, planned.id, attempt, key, payload))

@@ -18,11 +18,12 @@ from wayang.errors import Diagnostic, ExpressionError, PlanError
 from wayang.model.expr import Expression, Template, evaluate_template
 from wayang.model.keys import did_you_mean
 from wayang.model.params import parse_parameter_text, value_problems
+from wayang.model.placement import placement_tokens
 from wayang.model.spec import Action, Retry, StepBase, TaskStep, Workflow
 from wayang.model.validate import build_graph, compensation_steps
 
 RUNTIME_ROOTS = frozenset({"steps", "run"})
-_COMMON_KEYS = frozenset(StepBase.model_fields) | {"kind", "run", "uses"}
+_COMMON_KEYS = frozenset(StepBase.model_fields) | {"kind", "run", "uses", "queue", "runs_on"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,15 @@ class PlannedStep:
     compensate: str | None
     compensation_only: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    # Where the step's tasks run: their queue, and the placement tokens of its ``runs_on``.
+    queue: str = "default"
+    runs_on: tuple[str, ...] = ()
     run_template: Template | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "run_template"}
         data["needs"] = list(self.needs)
+        data["runs_on"] = list(self.runs_on)
         data["deferred"] = list(self.deferred)
         data["retry"] = {k: getattr(self.retry, k) for k in self.retry.__dataclass_fields__}
         return data
@@ -271,6 +276,8 @@ class _Context:
             compensate=step.compensate,
             config=step.model_dump(mode="json", by_alias=True, exclude=set(_COMMON_KEYS)),
             run_template=run_template,
+            queue=getattr(step, "queue", None) or defaults.queue or "default",
+            runs_on=placement_tokens(getattr(step, "runs_on", None) or defaults.runs_on),
         )
 
     def _action_of(self, step: StepBase) -> Action | None:

@@ -185,10 +185,27 @@ class Retry(Spec):
     ] = True
 
 
+LABEL_VALUE = r"^[A-Za-z0-9_.:/-]{1,128}$"
+
+
+class RunsOn(Spec):
+    """``runs_on``: what a worker must offer to run the step (DESIGN.md §5).
+
+    A worker started with ``--capabilities gpu --labels region=eu`` runs a step with
+    ``runs_on = { capabilities = ["gpu"], labels = { region = "eu" } }``; the engine runs it
+    itself only if it offers them too (it offers ``shell`` and ``python``, and no labels).
+    """
+
+    capabilities: list[Name] = []
+    labels: dict[Name, Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
+
+
 class Defaults(Spec):
     """``[defaults]``: values every step starts from."""
 
     timeout: Duration | None = None
+    queue: Name | None = None
+    runs_on: RunsOn | None = None
     retry: Retry | None = None
     workspace: str | None = None
     env: Env = {}
@@ -382,6 +399,8 @@ class TaskStep(StepBase):
     kind: Literal["task"] = "task"
     run: TemplateField | None = None
     uses: str | None = None
+    queue: Name | None = None
+    runs_on: RunsOn | None = None
 
     @field_validator("uses")
     @classmethod

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +46,17 @@ from wayang.engine.messages import (
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import ACTIVE_STEP, RunState, RunStatus, fold
 from wayang.executors.base import Executor, TaskResult, TaskSpec
+from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.policy import gate_for
 from wayang.runtime.committer import Committer, Pending
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunLostError, RunNotFoundError
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
+from wayang.runtime.remote import RemoteTasks
+from wayang.runtime.tasks import task_spec, workspace_for
 from wayang.runtime.waits import WaitWatcher
 from wayang.store.port import (
+    DEFAULT_MAX_CLAIMS,
     DEFAULT_TENANT,
     Append,
     ClaimedTask,
@@ -78,6 +81,13 @@ class EngineSettings:
     renew_every_s: float = 3.0
     poll_every_s: float = 0.2
     adopt_orphans: bool = False
+    # Which tasks the engine runs itself: those needing no more than it offers, if it runs
+    # tasks at all; the rest wait in their queue for a worker (runtime/remote.py).
+    run_tasks: bool = True
+    offers: frozenset[str] = offer_tokens(LOCAL_CAPABILITIES, {})
+    # How long past a worker's task's timeout the engine waits for its result.
+    remote_grace_s: float = 30.0
+    max_claims: int = DEFAULT_MAX_CLAIMS
 
 
 @dataclass(eq=False)
@@ -135,6 +145,9 @@ class Engine:
         self._on_log = on_log
         self._runs: dict[str, _LiveRun] = {}
         self._waits = WaitWatcher(self)
+        self._remote = RemoteTasks(
+            self, grace_s=self.settings.remote_grace_s, max_claims=self.settings.max_claims
+        )
         self._committer: Committer | None = None
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
@@ -274,14 +287,18 @@ class Engine:
     async def _resume(self, live: _LiveRun, cancel: str | None) -> None:
         committer = self._require_committer()
         now, run_id = self._clock(), live.run_id
-        for completion in await committer.call(self.store.completions, run_id):
+        completions = await committer.call(self.store.completions, run_id)
+        claimed = await committer.call(
+            self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
+        )
+        # Tasks neither finished nor adopted are with workers: wait for their results.
+        finished = {completion.task_id for completion in completions}
+        self._remote.adopted(live, {task.task_id for task in claimed}, finished)
+        for completion in completions:
             message = finished_from_record(
                 completion.step_id, completion.attempt, completion.result
             )
             self._feed(live, message, acknowledge=completion.task_id)
-        claimed = await committer.call(
-            self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
-        )
         timers = await committer.call(self.store.run_timers, run_id)
         overdue = [timer.due_at for timer in timers if timer.due_at <= now]
         arrived = None
@@ -401,6 +418,8 @@ class Engine:
         self._waits.noticed(live, decision.events)
         for command in work.dispatch:
             self._start_task(live, command)
+        for command in work.remote:
+            self._remote.dispatched(live, command)
         for child in work.children:
             self._waits.start_child(live, child)
         for stop in work.stop_children:
@@ -414,6 +433,7 @@ class Engine:
             self._on_events(live.run_id, pending.events)
         if any(isinstance(event, _TERMINAL_EVENTS) for event in pending.events):
             self._runs.pop(live.run_id, None)
+            self._remote.forget_run(live.run_id)
             if not live.done.done():
                 live.done.set_result(live.state)
 
@@ -425,6 +445,7 @@ class Engine:
     def _drop(self, live: _LiveRun, error: BaseException) -> None:
         live.lost = True
         self._runs.pop(live.run_id, None)
+        self._remote.forget_run(live.run_id)
         for task in live.tasks.values():
             task.cancel()
         for handle in live.timers.values():
@@ -436,6 +457,11 @@ class Engine:
 
     # ------------------------------------------------------------------ tasks
 
+    def _runs_here(self, payload: Mapping[str, Any]) -> bool:
+        """Whether this engine runs a task itself, or leaves it to a worker."""
+        settings = self.settings
+        return settings.run_tasks and settings.offers.issuperset(payload.get("needs") or ())
+
     def _start_task(self, live: _LiveRun, command: DispatchTask) -> None:
         if command.task_id in live.tasks:
             return  # already running here (a decision repeated after a conflict)
@@ -444,20 +470,8 @@ class Engine:
 
     async def _execute(self, live: _LiveRun, command: DispatchTask) -> None:
         payload = command.payload
-        workspace, scratch = _workspace(live.cwd, str(payload.get("workspace") or "inherit"))
-        spec = TaskSpec(
-            run_id=live.run_id,
-            step_id=command.step_id,
-            attempt=command.attempt,
-            idempotency_key=command.idempotency_key,
-            command=payload.get("command"),
-            uses=payload.get("uses"),
-            inputs=dict(payload.get("inputs") or {}),
-            env=dict(payload.get("env") or {}),
-            cwd=workspace,
-            timeout_s=payload.get("timeout_s"),
-            workflow_id=str(payload.get("workflow_id") or ""),
-        )
+        workspace, scratch = workspace_for(live.cwd, str(payload.get("workspace") or "inherit"))
+        spec = task_spec(live.run_id, command, workspace)
         started = self._clock()
         try:
             result = await self._executor.execute(spec, self._log_sink(live, spec))
@@ -536,6 +550,7 @@ class Engine:
                     if self.cancel(run_id, str(reason or "cancelled by request")):
                         await committer.call(self.store.kv_delete, CANCEL_REQUESTS, run_id)
                 await self._waits.poll(list(self._runs.values()))
+                await self._remote.poll()
             if self.settings.adopt_orphans:
                 await self._adopt_orphans()
 
@@ -560,6 +575,7 @@ class _Work:
         self.cancel_timers: list[str] = []
         self.letters: list[DeadLetterRecord] = []
         self.dispatch: list[DispatchTask] = []
+        self.remote: list[DispatchTask] = []
         self.answers: list[SignalAnswer] = []
         self.children: list[StartChildRun] = []
         self.stop_children: list[CancelChildRun] = []
@@ -578,8 +594,9 @@ class _Work:
     def take(self, command: Any) -> None:
         live = self.live
         if isinstance(command, DispatchTask):
-            self.tasks.append(self._task_row(command))
-            self.dispatch.append(command)
+            here = self.engine._runs_here(command.payload)
+            self.tasks.append(self._task_row(command, here))
+            (self.dispatch if here else self.remote).append(command)
         elif isinstance(command, StartTimer):
             self._start_timer(command)
         elif isinstance(command, CancelTimer):
@@ -588,6 +605,9 @@ class _Work:
             task = live.tasks.get(command.task_id)
             if task is not None:
                 task.cancel()
+            elif self.engine._remote.owns(command.task_id):
+                # After this decision's append: a worker's task is recorded cancelled at once.
+                asyncio.get_running_loop().call_soon(self.engine._remote.stop, command.task_id)
         else:
             self._record(command)
 
@@ -631,7 +651,21 @@ class _Work:
         if handle is not None:
             handle.cancel()
 
-    def _task_row(self, command: DispatchTask) -> NewTask:
+    def _task_row(self, command: DispatchTask, here: bool) -> NewTask:
+        if not here:
+            payload = command.payload
+            return NewTask(
+                task_id=command.task_id,
+                run_id=self.live.run_id,
+                step_id=command.step_id,
+                attempt=command.attempt,
+                idempotency_key=command.idempotency_key,
+                payload=payload,
+                available_at=self.now,
+                queue=str(payload.get("queue") or "default"),
+                tenant=self.live.tenant,
+                needs=tuple(payload.get("needs") or ()),
+            )
         return NewTask(
             task_id=command.task_id,
             run_id=self.live.run_id,
@@ -670,15 +704,6 @@ class _Work:
             at=self.now,
             tenant=self.live.tenant,
         )
-
-
-def _workspace(run_cwd: str, workspace: str) -> tuple[str, bool]:
-    """The directory a step runs in, and whether it is a scratch one to remove afterwards."""
-    if workspace == "inherit":
-        return run_cwd, False
-    if workspace == "ephemeral":
-        return tempfile.mkdtemp(prefix="wayang-step-"), True
-    return str(Path(run_cwd, workspace)), False
 
 
 def _resolved(state: RunState) -> asyncio.Future[RunState]:

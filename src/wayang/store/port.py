@@ -17,13 +17,16 @@ Adapters implement :class:`Store`; one contract test suite runs against each of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wayang.errors import WayangError
 
 DEFAULT_TENANT = "default"
+# How many times a worker's task may be claimed (its holder died or hung each time before the
+# attempt counts as failed: a poison task then reaches the dead letters instead of going round.
+DEFAULT_MAX_CLAIMS = 3
 
 
 class StoreError(WayangError):
@@ -64,7 +67,9 @@ class NewTask:
     """Work for a worker. ``idempotency_key`` is stable across retries of one logical step.
 
     With an ``owner`` the task is inserted already leased to it (fencing token 1): an engine
-    that runs the task itself claims it in the same transaction that creates it.
+    that runs the task itself claims it in the same transaction that creates it. Without one it
+    is a worker's task: queued in ``queue`` for a worker offering every token in ``needs``
+    (``cap:shell``, ``label:region=eu``; see :mod:`wayang.model.placement`).
     """
 
     task_id: str
@@ -78,6 +83,7 @@ class NewTask:
     tenant: str = DEFAULT_TENANT
     owner: str | None = None
     lease_expires_at: float | None = None
+    needs: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,53 @@ class TaskRecord:
     owner: str | None
     available_at: float
     lease_expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker process as it registered, and what its last heartbeat said.
+
+    ``state`` is what the worker said (``running``, ``draining``, ``stopped``); whether it is
+    still alive is for the reader to judge from ``heartbeat_at``.
+    """
+
+    worker_id: str
+    host: str
+    pid: int
+    version: str
+    capabilities: Sequence[str]
+    labels: Mapping[str, str]
+    queues: Sequence[str]
+    slots: int
+    state: str
+    started_at: float
+    heartbeat_at: float
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """A worker's heartbeat: its state and counts now."""
+
+    worker_id: str
+    state: str
+    running: int
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue now: tasks waiting, tasks running, and when the oldest waiting one became
+    available (None if none waits)."""
+
+    queue: str
+    queued: int
+    running: int
+    oldest_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +445,16 @@ class Store(Protocol):
 
     # tasks
     def claim(
-        self, owner: str, now: float, lease_s: float, limit: int = 1, queue: str = "default"
+        self,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int = 1,
+        queue: str = "default",
+        *,
+        offers: Collection[str] | None = None,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        max_running: int | None = None,
     ) -> list[ClaimedTask]: ...
     def heartbeat(self, task_id: str, fencing_token: int, now: float, lease_s: float) -> bool: ...
     def complete(
@@ -404,6 +466,18 @@ class Store(Protocol):
         self, run_id: str, owner: str, now: float, lease_s: float
     ) -> list[ClaimedTask]: ...
     def run_tasks(self, run_id: str) -> list[TaskRecord]: ...
+    def worker_completions(self, owner: str, limit: int = 1000) -> list[Completion]: ...
+    def lapsed_tasks(
+        self, owner: str, now: float, max_claims: int = DEFAULT_MAX_CLAIMS, limit: int = 100
+    ) -> list[ClaimedTask]: ...
+    def queue_stats(self, tenant: str = DEFAULT_TENANT) -> list[QueueStats]: ...
+    def queue_depth(self, queue: str, tenant: str = DEFAULT_TENANT) -> int: ...
+
+    # workers
+    def register_worker(self, worker: WorkerRecord) -> None: ...
+    def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]: ...
+    def list_workers(self, tenant: str = DEFAULT_TENANT) -> list[WorkerRecord]: ...
+    def forget_workers(self, before: float, tenant: str = DEFAULT_TENANT) -> int: ...
 
     # timers
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]: ...

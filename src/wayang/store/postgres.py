@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from typing import Any
 
@@ -100,6 +100,12 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             if keys:
                 conn.execute(self._sql["take_locks"], {"keys": keys})
             yield conn
+
+    def _text_array(self, values: list[str]) -> Any:
+        return values
+
+    def _queue_write(self, queue: str, exclusive: bool) -> AbstractContextManager[Connection]:
+        return self._write([lock_key("queue", self.schema, queue)] if exclusive else [])
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one read query; a single statement is a consistent snapshot, no transaction."""

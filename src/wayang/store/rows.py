@@ -25,6 +25,7 @@ from wayang.store.port import (
     NewSignal,
     NewTask,
     NewTopicMessage,
+    QueueStats,
     RunRecord,
     SignalRecord,
     StoredEvent,
@@ -32,6 +33,7 @@ from wayang.store.port import (
     TaskRecord,
     Timer,
     TopicMessage,
+    WorkerRecord,
 )
 
 Row = tuple[Any, ...]
@@ -104,6 +106,8 @@ def task_params(task: NewTask) -> Params:
         "owner": task.owner,
         "lease_expires_at": task.lease_expires_at,
         "fencing_token": 0 if task.owner is None else 1,
+        "needs": to_json(sorted(task.needs)),
+        "remote": task.owner is None,
     }
 
 
@@ -316,3 +320,47 @@ def by_run(appends: Sequence[Append]) -> Iterator[tuple[str, VersionMove]]:
         move.version += len(append.events)
         move.status = append.status or move.status
     yield from moves.items()
+
+
+def worker_params(worker: WorkerRecord) -> Params:
+    return {
+        "worker_id": worker.worker_id,
+        "tenant": worker.tenant,
+        "host": worker.host,
+        "pid": worker.pid,
+        "version": worker.version,
+        "capabilities": to_json(list(worker.capabilities)),
+        "labels": to_json(dict(worker.labels)),
+        "queues": to_json(list(worker.queues)),
+        "slots": worker.slots,
+        "state": worker.state,
+        "started_at": worker.started_at,
+        "heartbeat_at": worker.heartbeat_at,
+    }
+
+
+def read_worker(row: Row) -> WorkerRecord:
+    (worker_id, host, pid, version, caps, labels, queues, slots, state, started, beat) = row[:11]
+    running, done, failed, tenant = row[11:]
+    return WorkerRecord(
+        worker_id=worker_id,
+        host=host,
+        pid=pid,
+        version=version,
+        capabilities=from_json(caps),
+        labels=from_json(labels),
+        queues=from_json(queues),
+        slots=slots,
+        state=state,
+        started_at=started,
+        heartbeat_at=beat,
+        running=running,
+        done=done,
+        failed=failed,
+        tenant=tenant,
+    )
+
+
+def read_queue_stats(row: Row) -> QueueStats:
+    queue, queued, running, oldest = row
+    return QueueStats(queue, int(queued or 0), int(running or 0), oldest)

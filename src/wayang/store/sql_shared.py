@@ -8,7 +8,7 @@ commits, publishing, locking) the adapter has its own method.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from operator import itemgetter
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wayang.store import rows
 from wayang.store.port import (
+    DEFAULT_MAX_CLAIMS,
     DEFAULT_TENANT,
     Append,
     ClaimedTask,
@@ -24,6 +25,7 @@ from wayang.store.port import (
     Delivery,
     FanOut,
     LogLine,
+    QueueStats,
     RunRecord,
     SignalRecord,
     StoredEvent,
@@ -31,6 +33,8 @@ from wayang.store.port import (
     TaskRecord,
     Timer,
     TopicMessage,
+    WorkerBeat,
+    WorkerRecord,
 )
 
 DUPLICATE_COMPLETIONS = "duplicate_completions"
@@ -143,9 +147,24 @@ class SharedStatements:
         return [rows.read_run(row) for row in found]
 
     def claim(
-        self, owner: str, now: float, lease_s: float, limit: int = 1, queue: str = "default"
+        self,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int = 1,
+        queue: str = "default",
+        *,
+        offers: Collection[str] | None = None,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        max_running: int | None = None,
     ) -> list[ClaimedTask]:
-        """Lease up to ``limit`` tasks of ``queue``, oldest first; each claim bumps the token."""
+        """Lease up to ``limit`` tasks of ``queue``, oldest first; each claim bumps the token.
+
+        With ``offers`` (placement tokens) only tasks that need nothing else are taken. A
+        worker's task whose lease lapsed is taken again while it was claimed fewer than
+        ``max_claims`` times. With ``max_running`` the queue's worker tasks running after the
+        claim stay within it (claimers of one queue take turns, so two never both fill it).
+        """
         if limit <= 0:
             return []
         params = {
@@ -154,11 +173,28 @@ class SharedStatements:
             "lease_expires_at": now + lease_s,
             "limit": limit,
             "queue": queue,
+            "any_needs": offers is None,
+            "offers": self._text_array(sorted(offers or ())),
+            "max_claims": max_claims,
         }
-        with self._write() as conn:
+        with self._queue_write(queue, max_running is not None) as conn:
+            if max_running is not None:
+                running = conn.execute(self._sql["queue_running"], {"queue": queue}).fetchone()
+                params["limit"] = min(limit, max_running - int(running[0]))
+                if params["limit"] <= 0:
+                    return []
             claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
         claimed.sort(key=_by_available_at)
         return [rows.read_claimed(row) for row in claimed]
+
+    def _text_array(self, values: list[str]) -> Any:
+        """A list of strings as the dialect's query parameter (JSON text; PostgreSQL: text[])."""
+        return rows.to_json(values)
+
+    def _queue_write(self, queue: str, exclusive: bool) -> AbstractContextManager[Any]:
+        """A write transaction for claiming from ``queue`` (``exclusive``: one claimer at a time;
+        SQLite's write transactions take turns anyway)."""
+        return self._write()
 
     def heartbeat(self, task_id: str, fencing_token: int, now: float, lease_s: float) -> bool:
         """Extend the lease, if the caller still holds it (status claimed, same token)."""
@@ -213,6 +249,61 @@ class SharedStatements:
     def run_tasks(self, run_id: str) -> list[TaskRecord]:
         """Every task of ``run_id``, oldest first."""
         return [rows.read_task(row) for row in self._rows("run_tasks", {"run_id": run_id})]
+
+    def worker_completions(self, owner: str, limit: int = 1000) -> list[Completion]:
+        """Results workers recorded for runs ``owner`` drives, not yet acknowledged."""
+        found = self._rows("worker_completions", {"owner": owner, "limit": limit})
+        return [rows.read_completion(row) for row in found]
+
+    def lapsed_tasks(
+        self, owner: str, now: float, max_claims: int = DEFAULT_MAX_CLAIMS, limit: int = 100
+    ) -> list[ClaimedTask]:
+        """Workers' tasks of runs ``owner`` drives whose lease lapsed ``max_claims`` times."""
+        params = {"owner": owner, "now": now, "max_claims": max_claims, "limit": limit}
+        return [rows.read_claimed(row) for row in self._rows("lapsed_tasks", params)]
+
+    def queue_stats(self, tenant: str = DEFAULT_TENANT) -> list[QueueStats]:
+        """Every queue holding open tasks: how many wait, how many run, the oldest wait."""
+        found = self._rows("queue_stats", {"tenant": tenant})
+        return [rows.read_queue_stats(row) for row in found]
+
+    def queue_depth(self, queue: str, tenant: str = DEFAULT_TENANT) -> int:
+        """How many tasks wait in ``queue``."""
+        return int(self._rows("queue_depth", {"queue": queue, "tenant": tenant})[0][0])
+
+    def register_worker(self, worker: WorkerRecord) -> None:
+        """Record a worker that starts (or starts again under the same id)."""
+        with self._write() as conn:
+            conn.execute(self._sql["register_worker"], rows.worker_params(worker))
+
+    def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]:
+        """Note the worker alive, extend the leases of its tasks, and return the ids of the
+        tasks it still holds: a task it runs that is not among them was taken from it (its
+        run was cancelled, or its lease lapsed and another worker has it)."""
+        params = {
+            "worker_id": beat.worker_id,
+            "now": now,
+            "state": beat.state,
+            "running": beat.running,
+            "done": beat.done,
+            "failed": beat.failed,
+        }
+        lease = {"owner": beat.worker_id, "lease_expires_at": now + lease_s}
+        with self._write() as conn:
+            conn.execute(self._sql["beat_worker"], params)
+            conn.execute(self._sql["renew_task_leases"], lease)
+            held = conn.execute(self._sql["held_tasks"], {"owner": beat.worker_id}).fetchall()
+        return [row[0] for row in held]
+
+    def list_workers(self, tenant: str = DEFAULT_TENANT) -> list[WorkerRecord]:
+        """Every worker that registered and was not forgotten, oldest first."""
+        return [rows.read_worker(row) for row in self._rows("list_workers", {"tenant": tenant})]
+
+    def forget_workers(self, before: float, tenant: str = DEFAULT_TENANT) -> int:
+        """Drop the records of workers silent since before ``before``; return how many."""
+        with self._write() as conn:
+            params = {"tenant": tenant, "before": before}
+            return int(conn.execute(self._sql["forget_workers"], params).rowcount)
 
     def due_timers(self, now: float, limit: int = 100) -> list[Timer]:
         """Timers due by ``now``, soonest first; they stay until an append cancels them."""

@@ -158,11 +158,11 @@ ORDER BY seq;
 -- name: insert_task
 INSERT INTO tasks (
     task_id, tenant, run_id, step_id, attempt, idempotency_key, queue, payload, available_at,
-    status, owner, lease_expires_at, fencing_token
+    status, owner, lease_expires_at, fencing_token, needs, remote
 )
 VALUES (
     :task_id, :tenant, :run_id, :step_id, :attempt, :idempotency_key, :queue, :payload,
-    :available_at, :status, :owner, :lease_expires_at, :fencing_token
+    :available_at, :status, :owner, :lease_expires_at, :fencing_token, :needs, :remote
 );
 
 -- Claim in one statement: the oldest available queued tasks, and claimed ones whose lease ran
@@ -176,12 +176,21 @@ VALUES (
 WITH queued AS (
     SELECT task_id, available_at FROM tasks
     WHERE status = 'queued' AND queue = :queue AND available_at <= :now
+        AND (:any_needs OR needs = '[]' OR NOT EXISTS (
+            SELECT 1 FROM json_array_elements_text(tasks.needs::json) AS need (token)
+            WHERE NOT need.token = ANY(:offers::text[])
+        ))
     ORDER BY available_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT task_id, available_at FROM tasks
     WHERE status = 'claimed' AND lease_expires_at <= :now AND queue = :queue
+        AND remote AND fencing_token < :max_claims
+        AND (:any_needs OR needs = '[]' OR NOT EXISTS (
+        SELECT 1 FROM json_array_elements_text(tasks.needs::json) AS need (token)
+        WHERE NOT need.token = ANY(:offers::text[])
+    ))
     ORDER BY available_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -253,7 +262,7 @@ WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
 -- name: adopt_tasks
 WITH open_tasks AS (
     SELECT task_id FROM tasks
-    WHERE run_id = :run_id AND status IN ('queued', 'claimed')
+    WHERE run_id = :run_id AND status IN ('queued', 'claimed') AND NOT remote
     ORDER BY task_id
     FOR UPDATE
 )
@@ -289,6 +298,85 @@ UPDATE tasks
 SET status = 'queued', owner = NULL, lease_expires_at = NULL
 FROM expired
 WHERE tasks.task_id = expired.task_id;
+
+-- Results workers recorded for the runs ``:owner`` drives, not yet folded into their histories.
+-- name: worker_completions
+SELECT t.task_id, t.run_id, t.step_id, t.attempt, t.result, t.completed_at
+FROM tasks AS t
+JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.status = 'completed' AND t.remote AND r.owner = :owner
+ORDER BY t.completed_at, t.task_id
+LIMIT :limit;
+
+-- Worker tasks of the runs ``:owner`` drives whose lease lapsed once too often: the worker
+-- holding them died (or hung) :max_claims times, so the attempt fails instead of going round.
+-- name: lapsed_tasks
+SELECT t.task_id, t.run_id, t.step_id, t.attempt, t.idempotency_key, t.payload, t.owner,
+    t.fencing_token, t.lease_expires_at, t.tenant, t.available_at
+FROM tasks AS t
+JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.status = 'claimed' AND t.lease_expires_at <= :now AND t.remote
+    AND t.fencing_token >= :max_claims AND r.owner = :owner
+ORDER BY t.available_at
+LIMIT :limit;
+
+-- Worker tasks running now in one queue (a queue's max_running caps them).
+-- name: queue_running
+SELECT count(*) FROM tasks
+WHERE status = 'claimed' AND queue = :queue AND remote;
+
+-- Per queue: tasks waiting, tasks running (on workers and engines), and the oldest wait.
+-- name: queue_stats
+SELECT queue,
+    sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END),
+    sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END),
+    min(CASE WHEN status = 'queued' THEN available_at END)
+FROM tasks
+WHERE tenant = :tenant AND status IN ('queued', 'claimed')
+GROUP BY queue
+ORDER BY queue;
+
+-- name: queue_depth
+SELECT count(*) FROM tasks
+WHERE tenant = :tenant AND queue = :queue AND status = 'queued';
+
+-- The tasks a worker holds now: whatever it runs that is not here was taken from it.
+-- name: held_tasks
+SELECT task_id FROM tasks
+WHERE owner = :owner AND status = 'claimed';
+
+-- --------------------------------------------------------------------------------- workers
+
+-- name: register_worker
+INSERT INTO workers (
+    worker_id, tenant, host, pid, version, capabilities, labels, queues, slots, state,
+    started_at, heartbeat_at
+)
+VALUES (
+    :worker_id, :tenant, :host, :pid, :version, :capabilities, :labels, :queues, :slots,
+    :state, :started_at, :heartbeat_at
+)
+ON CONFLICT (worker_id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, version = excluded.version,
+    capabilities = excluded.capabilities, labels = excluded.labels, queues = excluded.queues,
+    slots = excluded.slots, state = excluded.state, heartbeat_at = excluded.heartbeat_at;
+
+-- name: beat_worker
+UPDATE workers
+SET heartbeat_at = :now, state = :state, running = :running, done = :done, failed = :failed
+WHERE worker_id = :worker_id;
+
+-- name: list_workers
+SELECT worker_id, host, pid, version, capabilities, labels, queues, slots, state, started_at,
+    heartbeat_at, running, done, failed, tenant
+FROM workers
+WHERE tenant = :tenant
+ORDER BY started_at, worker_id;
+
+-- Workers that said they stopped, or fell silent, before :before.
+-- name: forget_workers
+DELETE FROM workers
+WHERE tenant = :tenant AND heartbeat_at < :before;
 
 -- ---------------------------------------------------------------------------------- timers
 

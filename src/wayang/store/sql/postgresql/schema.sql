@@ -1,4 +1,4 @@
--- The Wayang store for PostgreSQL: the whole current schema (version 1).
+-- The Wayang store for PostgreSQL: the whole current schema (version 2).
 --
 -- A new store is created from this file; an older one is brought here by migrations/. A test
 -- proves both give the same schema, so a change goes into a new migration AND into this file.
@@ -70,7 +70,10 @@ CREATE TABLE tasks (
     lease_expires_at DOUBLE PRECISION,
     fencing_token BIGINT NOT NULL DEFAULT 0,
     result TEXT,
-    completed_at DOUBLE PRECISION
+    completed_at DOUBLE PRECISION,
+    -- Placement tokens a worker must offer (JSON array), and whether a worker runs it.
+    needs TEXT NOT NULL DEFAULT '[]',
+    remote BOOLEAN NOT NULL DEFAULT false
 );
 
 -- Claim: the oldest available queued tasks of a queue.
@@ -219,4 +222,23 @@ CREATE TABLE delivery_cursors (
     env TEXT COLLATE "C" NOT NULL,
     seq BIGINT NOT NULL,
     PRIMARY KEY (tenant, env)
+);
+
+-- Workers (wayang worker): what each offers, its slots, and its last heartbeat.
+CREATE TABLE workers (
+    worker_id TEXT COLLATE "C" PRIMARY KEY,
+    tenant TEXT COLLATE "C" NOT NULL DEFAULT 'default',
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    queues TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
 );

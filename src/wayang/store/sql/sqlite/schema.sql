@@ -1,4 +1,4 @@
--- The Wayang store for SQLite: the whole current schema (version 5).
+-- The Wayang store for SQLite: the whole current schema (version 6).
 --
 -- A new store is created from this file; an older one is brought here by migrations/. A test
 -- proves both give the same schema, so a change goes into a new migration AND into this file.
@@ -60,7 +60,10 @@ CREATE TABLE tasks (
     lease_expires_at REAL,
     fencing_token INTEGER NOT NULL DEFAULT 0,
     result TEXT,
-    completed_at REAL
+    completed_at REAL,
+    -- Placement tokens a worker must offer (JSON array), and whether a worker runs it.
+    needs TEXT NOT NULL DEFAULT '[]',
+    remote INTEGER NOT NULL DEFAULT 0
 );
 
 -- Claim: the oldest available queued tasks of a queue.
@@ -210,4 +213,23 @@ CREATE TABLE delivery_cursors (
     env TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (tenant, env)
+);
+
+-- Workers (wayang worker): what each offers, its slots, and its last heartbeat.
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    queues TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
 );

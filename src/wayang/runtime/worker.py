@@ -1,0 +1,355 @@
+"""``wayang worker``: a process that claims tasks from the store and runs them (DESIGN.md §5).
+
+A worker registers itself (id, host, capabilities, labels, slots, queues, version) and then loops:
+it claims as many tasks as it has free slots, only from its queues and only tasks whose needs it
+offers (``runs_on``), runs each on the local executors, and records the result with the task's
+fencing token. A heartbeat renews its leases and tells it which tasks it still holds: a task
+taken from it (the run was cancelled, or the lease lapsed and another worker has it) is stopped.
+A completion the store refuses (a stale token) is dropped: the first completion recorded wins.
+
+The worker talks to the store through a :class:`WorkerLink`: the store itself, or a server over
+HTTP for hosts that must not reach the database (``wayang worker --server URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wayang import __version__
+from wayang.engine.messages import TaskFinished
+from wayang.executors.base import Executor, TaskResult
+from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
+from wayang.runtime.owner import new_owner_id
+from wayang.runtime.records import result_record
+from wayang.runtime.tasks import task_spec, workspace_for
+from wayang.store.port import (
+    DEFAULT_MAX_CLAIMS,
+    ClaimedTask,
+    LogLine,
+    Store,
+    WorkerBeat,
+    WorkerRecord,
+)
+
+log = logging.getLogger("wayang.worker")
+
+# Fleet-wide queue limits live in the store's key-value space, so every worker and server sees
+# the same ones: {"max_running": N, "max_depth": M} per queue name.
+QUEUE_LIMITS = "queue-limits"
+
+
+class WorkerLink(Protocol):
+    """What a worker needs from the store (or from a server standing in for it)."""
+
+    def register_worker(self, worker: WorkerRecord) -> None: ...
+    def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]: ...
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int = 1,
+        queue: str = "default",
+        *,
+        offers: Collection[str] | None = None,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        max_running: int | None = None,
+    ) -> list[ClaimedTask]: ...
+    def complete(
+        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
+    ) -> bool: ...
+    def append_logs(self, lines: Sequence[LogLine]) -> None: ...
+    def kv_scan(self, namespace: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker offers and how it keeps time. ``slots``: tasks it runs at once."""
+
+    capabilities: tuple[str, ...] = LOCAL_CAPABILITIES
+    labels: Mapping[str, str] = field(default_factory=dict)
+    slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    queues: tuple[str, ...] = ("default",)
+    worker_id: str = ""
+    cwd: str = field(default_factory=os.getcwd)
+    lease_s: float = 15.0
+    heartbeat_every_s: float = 3.0
+    idle_poll_s: float = 0.2
+    drain_s: float = 30.0
+    max_claims: int = DEFAULT_MAX_CLAIMS
+
+    def offers(self) -> frozenset[str]:
+        return offer_tokens(self.capabilities, self.labels)
+
+
+@dataclass(eq=False)
+class _Running:
+    task: ClaimedTask
+    job: asyncio.Task[None]
+    logs: list[LogLine] = field(default_factory=list)
+
+
+@dataclass
+class WorkerCounts:
+    done: int = 0
+    failed: int = 0
+    refused: int = 0
+    """Completions the store refused: the task had been taken from this worker."""
+
+
+class Worker:
+    """Runs tasks for the fleet; see the module docstring. ``await worker.run(stop)``."""
+
+    def __init__(
+        self,
+        link: WorkerLink,
+        executor: Executor,
+        settings: WorkerSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_task: Callable[[ClaimedTask, TaskResult, bool], None] | None = None,
+    ) -> None:
+        """``on_task(task, result, counted)`` hears of every task this worker finishes."""
+        self.link = link
+        self.settings = settings
+        self.worker_id = settings.worker_id or new_owner_id()
+        self.counts = WorkerCounts()
+        self._executor = executor
+        self._clock = clock
+        self._on_task = on_task
+        self._offers = settings.offers()
+        self._running: dict[str, _Running] = {}
+        self._limits: dict[str, Any] = {}
+        self._io = ThreadPoolExecutor(2, thread_name_prefix="wayang-worker-io")
+        self._state = "running"
+        self._freed = asyncio.Event()
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then drain: finish what runs within ``drain_s``."""
+        await self._register()
+        beats = asyncio.create_task(self._heartbeats(), name="wayang-worker-heartbeat")
+        try:
+            await self._claim_loop(stop)
+            self._state = "draining"
+            await self._drain()
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            self._state = "stopped"
+            with contextlib.suppress(Exception):
+                await self._beat()
+            self._io.shutdown(wait=False)
+
+    async def _register(self) -> None:
+        settings, now = self.settings, self._clock()
+        record = WorkerRecord(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            capabilities=list(settings.capabilities),
+            labels=dict(settings.labels),
+            queues=list(settings.queues),
+            slots=settings.slots,
+            state="running",
+            started_at=now,
+            heartbeat_at=now,
+        )
+        await self._call(self.link.register_worker, record)
+        self._limits = await self._call(self.link.kv_scan, QUEUE_LIMITS)
+
+    async def _drain(self) -> None:
+        jobs = [running.job for running in self._running.values()]
+        if not jobs:
+            return
+        log.info("draining: %d task(s) still run, up to %gs", len(jobs), self.settings.drain_s)
+        _, late = await asyncio.wait(jobs, timeout=self.settings.drain_s)
+        for job in late:  # handed back: their leases lapse and another worker takes them
+            job.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    # ------------------------------------------------------------------ claiming
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        while not stop.is_set():
+            claimed = 0
+            for queue in settings.queues:
+                free = settings.slots - len(self._running)
+                if free <= 0:
+                    break
+                tasks = await self._claim(queue, free)
+                claimed += len(tasks)
+                for task in tasks:
+                    self._start(task)
+            if len(self._running) >= settings.slots:
+                self._freed.clear()
+                await _first_of(stop.wait(), self._freed.wait())
+            elif not claimed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.idle_poll_s):
+                        await stop.wait()
+
+    async def _claim(self, queue: str, free: int) -> list[ClaimedTask]:
+        limits = self._limits.get(queue) or {}
+        max_running = limits.get("max_running")
+        try:
+            found: list[ClaimedTask] = await self._call(
+                self.link.claim,
+                self.worker_id,
+                self._clock(),
+                self.settings.lease_s,
+                free,
+                queue,
+                offers=self._offers,
+                max_claims=self.settings.max_claims,
+                max_running=int(max_running) if max_running is not None else None,
+            )
+        except Exception as exc:  # the store is away: say so, and try again after a pause
+            log.warning("cannot claim from queue %s: %s", queue, exc)
+            await asyncio.sleep(min(5.0, self.settings.lease_s / 3))
+            return []
+        return found
+
+    def _start(self, task: ClaimedTask) -> None:
+        job = asyncio.get_running_loop().create_task(self._execute(task))
+        self._running[task.task_id] = _Running(task, job)
+
+    # ------------------------------------------------------------------ running
+
+    async def _execute(self, task: ClaimedTask) -> None:
+        running = self._running[task.task_id]
+        kind = str(task.payload.get("workspace") or "inherit")
+        cwd, scratch = workspace_for(self.settings.cwd, kind)
+        spec = task_spec(task.run_id, task, cwd)
+        started = self._clock()
+
+        def sink(stream: str, line: str) -> None:
+            record = LogLine(task.run_id, task.step_id, task.attempt, stream, line, self._clock())
+            running.logs.append(record)
+
+        try:
+            result = await self._executor.execute(spec, sink)
+        except asyncio.CancelledError:
+            self._running.pop(task.task_id, None)
+            self._freed.set()
+            raise
+        except Exception as exc:  # an executor bug: the attempt fails, the worker goes on
+            result = TaskResult.failed(f"the executor failed: {exc!r}", self._clock() - started)
+        finally:
+            if scratch:
+                shutil.rmtree(cwd, ignore_errors=True)
+        try:
+            await self._report(running, result, started)
+        finally:
+            self._running.pop(task.task_id, None)
+            self._freed.set()
+
+    async def _report(self, running: _Running, result: TaskResult, started: float) -> None:
+        task = running.task
+        finished = TaskFinished(
+            task.step_id,
+            task.attempt,
+            result.status,
+            result.outputs,
+            result.error,
+            result.exit_code,
+            result.duration_s,
+            started,
+        )
+        if running.logs:
+            await self._retrying(self.link.append_logs, running.logs)
+        record = result_record(finished)
+        counted = bool(
+            await self._retrying(
+                self.link.complete, task.task_id, task.fencing_token, record, self._clock()
+            )
+        )
+        if not counted:
+            self.counts.refused += 1
+            log.warning(
+                "the result of %s was refused: the task was taken from this worker", task.task_id
+            )
+        elif result.status == "succeeded":
+            self.counts.done += 1
+        else:
+            self.counts.failed += 1
+        if self._on_task is not None:
+            self._on_task(task, result, counted)
+
+    async def _retrying(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call the store until it answers: a result is not given up while the lease may hold
+        (once it lapsed, the store refuses the result anyway)."""
+        delay = 0.1
+        deadline = self._clock() + self.settings.lease_s * 2
+        while True:
+            try:
+                return await self._call(fn, *args)
+            except Exception as exc:
+                if self._clock() > deadline:
+                    raise
+                log.warning("the store did not answer (%s); trying again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # ------------------------------------------------------------------ heartbeats
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_every_s)
+            before = set(self._running)  # a task claimed meanwhile is not judged by this beat
+            try:
+                held = set(await self._beat())
+                self._limits = await self._call(self.link.kv_scan, QUEUE_LIMITS)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for task_id in before - held:
+                running = self._running.get(task_id)
+                if running is not None and not running.job.done():
+                    log.info("%s was taken from this worker; stopping it", task_id)
+                    running.job.cancel()
+
+    async def _beat(self) -> list[str]:
+        beat = WorkerBeat(
+            self.worker_id,
+            self._state,
+            len(self._running),
+            self.counts.done,
+            self.counts.failed,
+        )
+        found: list[str] = await self._call(
+            self.link.heartbeat_worker, beat, self._clock(), self.settings.lease_s
+        )
+        return found
+
+
+async def _first_of(*waits: Any) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def store_link(store: Store) -> WorkerLink:
+    """The store itself, as a worker's link."""
+    return store
