@@ -40,6 +40,13 @@ from wayang.runtime.engine import EngineSettings
     help="Step attempts run at once per run [default: the number of CPUs].",
 )
 @click.option(
+    "--tasks/--no-tasks",
+    "run_tasks",
+    default=True,
+    show_default=True,
+    help="Run steps here; --no-tasks leaves every step to workers (wayang worker).",
+)
+@click.option(
     "--max-runs",
     type=click.IntRange(1),
     default=64,
@@ -90,6 +97,7 @@ def server(
     socket_path: str | None,
     project_dir: Path | None,
     workers: int | None,
+    run_tasks: bool,
     max_runs: int,
     max_runs_per_workflow: int,
     max_queued: int,
@@ -114,7 +122,7 @@ def server(
     settings = Settings.from_environment(store)
     settings = replace(
         settings,
-        engine=EngineSettings(adopt_orphans=True),
+        engine=EngineSettings(adopt_orphans=True, run_tasks=run_tasks),
         parallel=workers or settings.parallel,
     )
     listen = Listen(host, port, socket_path, read_token(None, token_file))
