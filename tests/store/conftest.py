@@ -12,9 +12,14 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+
+from wayang.store.port import Store
+from wayang.store.postgres import PostgresStore
+from wayang.store.sqlite import SQLiteStore
 
 POSTGRES_URL = os.environ.get("WAYANG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -55,3 +60,17 @@ def postgres_url(postgres_server: str, postgres_schema: str) -> str:
     """A store URL for this test's own schema."""
     separator = "&" if "?" in postgres_server else "?"
     return f"{postgres_server}{separator}schema={postgres_schema}"
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every store adapter in turn, for the contract suites."""
+    opened: Store
+    if request.param == "sqlite-file":
+        opened = SQLiteStore(tmp_path / "store.db")
+    elif request.param == "postgresql":
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
+    else:
+        opened = SQLiteStore(":memory:")
+    yield opened
+    opened.close()

@@ -7,8 +7,6 @@ Times are plain numbers: the store never reads a clock of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -31,8 +29,6 @@ from wayang.store.port import (
     Timer,
     TopicMessage,
 )
-from wayang.store.postgres import PostgresStore
-from wayang.store.sqlite import SQLiteStore
 
 T0 = 1_000.0
 LEASE = 30.0
@@ -42,17 +38,7 @@ class ContractStore(Store, Protocol):
     def duplicate_completions(self) -> int: ...
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContractStore]:
-    opened: ContractStore
-    if request.param == "sqlite-file":
-        opened = SQLiteStore(tmp_path / "store.db")
-    elif request.param == "postgresql":
-        opened = PostgresStore(request.getfixturevalue("postgres_url"))
-    else:
-        opened = SQLiteStore(":memory:")
-    yield opened
-    opened.close()
+# The ``store`` fixture (every adapter) is in conftest.py, shared with the other contract files.
 
 
 # ------------------------------------------------------------------------------ helpers
