@@ -6,8 +6,8 @@ import os
 
 from hypothesis import settings
 
-# The CLI fixtures (``db``, ``wayang``) shared by tests/cli and tests/steps.
-pytest_plugins = ["cli_runs"]
+# The CLI fixtures (``db``, ``wayang``) shared by tests/cli and tests/steps, and PostgreSQL's.
+pytest_plugins = ["cli_runs", "postgres_fixtures"]
 
 # Locally every run explores new examples (that is how bugs are found); in CI a submission must
 # not pass or fail by luck, so the examples are derived from each test's name instead.
