@@ -16,7 +16,8 @@ from wayang.cli.driver import json_text, open_app
 from wayang.cli.run_render import print_rows
 from wayang.errors import UsageError
 from wayang.model.placement import LOCAL_CAPABILITIES
-from wayang.runtime.worker import QUEUE_LIMITS, Worker, WorkerSettings, store_link
+from wayang.runtime.queues import QUEUE_LIMITS
+from wayang.runtime.worker import Worker, WorkerSettings, store_link
 from wayang.store.port import QueueStats, WorkerRecord
 
 LOST_AFTER_S = 45.0

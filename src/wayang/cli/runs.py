@@ -39,6 +39,7 @@ from wayang.runtime.operations import (
     prepare_run,
     read_request_payload,
 )
+from wayang.runtime.queues import check_queue_room
 
 JSON_HELP = "Print one JSON object at the end instead of progress."
 
@@ -85,6 +86,7 @@ def run(
         workers = parallel or app.settings.parallel
         request = prepare_run(file, values, overrides, parallel=workers, timeout_s=timeout_s)
         check_requirements(request.plan.workflow, overrides)
+        check_queue_room(app.store, request.plan)
         run_id = new_run_id()
         if detach:
             _detach(cli, app, request, run_id, as_json)

@@ -30,6 +30,7 @@ from wayang.engine.messages import TaskFinished
 from wayang.executors.base import Executor, TaskResult
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.runtime.owner import new_owner_id
+from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.records import result_record
 from wayang.runtime.tasks import task_spec, workspace_for
 from wayang.store.port import (
@@ -42,10 +43,6 @@ from wayang.store.port import (
 )
 
 log = logging.getLogger("wayang.worker")
-
-# Fleet-wide queue limits live in the store's key-value space, so every worker and server sees
-# the same ones: {"max_running": N, "max_depth": M} per queue name.
-QUEUE_LIMITS = "queue-limits"
 
 
 class WorkerLink(Protocol):

@@ -1,0 +1,7 @@
+"""``python -m wayang``: the ``wayang`` command."""
+
+import sys
+
+from wayang.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""``wayang worker``, ``wayang workers`` and ``wayang queues`` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_runs import Wayang, child_env, wait_for
+
+FLOW = """
+id = "fleet"
+[steps.prepare]
+run = "echo prepared"
+[steps.render]
+needs = ["prepare"]
+run = 'echo "rendered by $(hostname)"'
+runs_on = { capabilities = ["gpu"] }
+"""
+
+
+def start_worker(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wayang", "--store", str(db), "worker", "--lease", "2", *args],
+        env=child_env(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+    return process.returncode, err
+
+
+def test_a_run_waits_for_a_worker_with_a_gpu_and_the_worker_runs_its_step(
+    wayang: Wayang, db: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "workflow.toml").write_text(FLOW)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "wayang", "--no-server", "run", "workflow.toml", "--json"],
+        cwd=tmp_path,
+        env=child_env(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: wayang("queues", "--json").json(), what="the render task to be queued")
+    [queued] = wayang("queues", "--json").json()
+    assert (queued["queue"], queued["queued"], queued["running"]) == ("default", 1, 0)
+    worker = start_worker(db, "--capabilities", "shell,gpu", "--labels", "zone=b", "--slots", "2")
+    try:
+        out, err = run.communicate(timeout=60)
+    finally:
+        code, worker_err = stop(worker)
+    assert run.returncode == 0, err
+    assert '"status": "succeeded"' in out
+    assert code == 0
+    assert "1 done, 0 failed, 0 refused" in worker_err
+    [listed] = wayang("workers", "--json").json()
+    assert listed["capabilities"] == ["shell", "gpu"]
+    assert (listed["labels"], listed["slots"], listed["state"]) == ({"zone": "b"}, 2, "stopped")
+    assert (listed["done"], listed["failed"], listed["pid"]) == (1, 0, worker.pid)
+    table = wayang("workers")
+    assert table.code == 0
+    assert "stopped" in table.out and "gpu" in table.out
+
+
+def test_a_full_queue_refuses_new_runs_and_says_how_to_raise_the_limit(
+    wayang: Wayang, db: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "workflow.toml").write_text(FLOW)
+    limit = wayang("queues", "limit", "default", "--max-depth", "1", "--max-running", "3")
+    assert limit.out.strip() == "queue default: max running 3, max depth 1"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "wayang", "--no-server", "run", "workflow.toml"],
+        cwd=tmp_path,
+        env=child_env(db),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: wayang("queues", "--json").json()[0]["queued"], what="a queued task")
+        refused = wayang("run", str(tmp_path / "workflow.toml"))
+        assert refused.code == 2
+        assert "queue 'default' holds 1 waiting tasks, its limit (max_depth) is 1" in refused.err
+        assert "wayang queues limit default --max-depth N" in refused.err
+        [row] = wayang("queues", "--json").json()
+        assert (row["max_depth"], row["max_running"]) == (1, 3)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    cleared = wayang("queues", "limit", "default", "--max-depth", "0", "--max-running", "0")
+    assert cleared.out.strip() == "queue default: no limits"
+
+
+def test_bad_worker_options_are_named(wayang: Wayang) -> None:
+    labels = wayang("worker", "--labels", "region")
+    assert labels.code == 2
+    assert "--labels: write each label as key=value, not 'region'" in labels.err
+    caps = wayang("worker", "--capabilities", "gpu;rm -rf")
+    assert caps.code == 2
+    assert "--capabilities: 'gpu;rm -rf' is not a name" in caps.err
+    no_limit = wayang("queues", "limit", "default")
+    assert no_limit.code == 2
+    assert "give --max-running, --max-depth or both" in no_limit.err
+
+
+def test_no_workers_yet_is_said_plainly(wayang: Wayang) -> None:
+    empty = wayang("workers")
+    assert empty.code == 0
+    assert "no workers have registered with this store" in empty.err
+    assert wayang("workers", "--json").json() == []
+    assert os.environ.get("WAYANG_STORE")
