@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cli_runs import Wayang, child_env, wait_for
+from wayang.cli.main import main
+from wayang.store.urls import open_store
 
 FLOW = """
 id = "fleet"
@@ -116,3 +120,30 @@ def test_no_workers_yet_is_said_plainly(wayang: Wayang) -> None:
     assert "no workers have registered with this store" in empty.err
     assert wayang("workers", "--json").json() == []
     assert os.environ.get("WAYANG_STORE")
+
+
+def test_run_detach_works_on_a_postgresql_store(
+    postgres_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "workflow.toml").write_text('id = "bg"\n[steps.a]\nrun = "echo hi"\n')
+    code = main(
+        ["--store", postgres_url, "--no-server", "run", str(tmp_path / "workflow.toml"), "--detach"]
+    )
+    run_id = capsys.readouterr().out.strip()
+    assert code == 0
+    store = open_store(postgres_url)
+    try:
+        record = wait_for(
+            lambda: (r := store.get_run(run_id)) and r.status == "succeeded" and r,
+            timeout=30,
+            what="the detached run to succeed",
+        )
+        assert record.workflow_id == "bg"
+        assert [line.line for line in store.read_logs(run_id)] == ["hi"]
+        assert (tmp_path / "state" / "wayang" / "detached-logs" / f"{run_id}.log").exists()
+    finally:
+        store.close()

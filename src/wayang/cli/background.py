@@ -17,7 +17,7 @@ from pathlib import Path
 from wayang.errors import UsageError, WayangError
 from wayang.runtime.operations import RunRequest, request_payload
 from wayang.store.port import Store
-from wayang.store.urls import MEMORY, sqlite_path
+from wayang.store.urls import MEMORY, default_store_path, is_postgres_url, sqlite_path
 
 CREATE_WAIT_S = 10.0
 POLL_S = 0.05
@@ -30,16 +30,22 @@ class DetachError(WayangError):
 
 def start_detached(store: Store, location: str, request: RunRequest, run_id: str) -> Path:
     """Spawn the background driver of a new run; returns its output file once the run exists."""
-    database = sqlite_path(location)
-    if database == MEMORY:
-        raise UsageError(
-            "--detach needs a store file: an in-memory store ends with this process; "
-            "pass --store PATH"
-        )
-    database_path = Path(database).resolve()
-    log = database_path.with_name(f"{database_path.stem}-logs") / f"{run_id}.log"
+    if is_postgres_url(location):
+        # The driver reads the same URL; its output goes beside the user's default store.
+        store_arg = location
+        log = default_store_path().with_name("detached-logs") / f"{run_id}.log"
+    else:
+        database = sqlite_path(location)
+        if database == MEMORY:
+            raise UsageError(
+                "--detach needs a store file: an in-memory store ends with this process; "
+                "pass --store PATH"
+            )
+        database_path = Path(database).resolve()
+        store_arg = str(database_path)
+        log = database_path.with_name(f"{database_path.stem}-logs") / f"{run_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "wayang.cli.main", "--store", str(database_path), "_drive"]
+    argv = [sys.executable, "-m", "wayang.cli.main", "--store", store_arg, "_drive"]
     pid = _spawn(argv, request_payload(request, run_id), log)
     _wait_for_run(store, run_id, pid, log)
     return log
