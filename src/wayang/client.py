@@ -77,7 +77,7 @@ class ApiError(WayangError):
         found = TypeAdapter(list[wire.DiagnosticView]).validate_python(
             self.body.get("diagnostics") or []
         )
-        return tuple(_diagnostic(d) for d in found)
+        return tuple(diagnostic_of(d) for d in found)
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> ApiError:
@@ -106,7 +106,8 @@ class ServerUnavailableError(WayangError):
     """No Wayang server answered: nothing listens there, or it stopped answering."""
 
 
-def _diagnostic(view: wire.DiagnosticView) -> Diagnostic:
+def diagnostic_of(view: wire.DiagnosticView) -> Diagnostic:
+    """A diagnostic the server sent, as the one it found."""
     severity = Severity.WARNING if view.severity == Severity.WARNING.value else Severity.ERROR
     return Diagnostic(view.file, view.line, view.column, view.message, severity, view.code)
 
@@ -315,8 +316,8 @@ class Client:
             wire.Emitted, "/topics/emit", _ask(wire.Emit, topic=topic, data=data, key=key)
         )
 
-    def steps(self) -> list[wire.StepInfo]:
-        return self._get(list[wire.StepInfo], "/steps")
+    def steps(self) -> wire.StepList:
+        return self._get(wire.StepList, "/steps")
 
     def flows(self) -> list[wire.FlowView]:
         return self._get(list[wire.FlowView], "/flows")
@@ -447,4 +448,4 @@ class _EventParser:
         return name, json.loads(text)
 
 
-__all__ = ["ApiError", "Client", "ServerUnavailableError"]
+__all__ = ["ApiError", "Client", "ServerUnavailableError", "diagnostic_of"]

@@ -147,6 +147,9 @@ class StartRun(Ask):
     params_are_text: bool = False
     env: dict[str, str] = {}
     timeout: str | None = None
+    parallel: int | None = Field(default=None, ge=1)
+    """Step attempts the run may run at once; the server's ``--workers`` caps it (and is the
+    value when this is left out)."""
 
 
 class StepView(Reply):
@@ -299,8 +302,44 @@ class StepInfo(Reply):
     file: str
 
 
-class FlowView(Reply):
+class StepList(Reply):
+    """The steps of the served project, and what loading its step files found wrong (those
+    files' steps are missing from ``steps``)."""
+
+    steps: list[StepInfo]
+    diagnostics: list[DiagnosticView] = []
+
+
+class FlowNodeView(Reply):
+    """A step in a flow, as ``wayang flows --json`` shows it."""
+
+    id: str
     name: str
+    type: str
+    file: str
+    line: int
+    active: bool = True
+    description: str = ""
+    trigger: str = ""
+
+
+class FlowEdgeView(Reply):
+    """A topic from one step to another, as ``wayang flows --json`` shows it."""
+
+    source: str
+    target: str
+    topic: str
+    label: str = ""
+    conditional: bool = False
+    virtual: bool = False
+
+
+class FlowView(Reply):
+    """One flow: its steps and topics (``nodes``, ``edges``), and the same drawn as a graph."""
+
+    name: str
+    nodes: list[FlowNodeView]
+    edges: list[FlowEdgeView]
     graph: GraphView
 
 

@@ -18,6 +18,7 @@ import pytest
 from server_runs import ServerProcess, free_port, running_server
 
 from cli_runs import Result, Wayang, wait_for
+from wayang.client import Client
 from wayang.server.daemon import socket_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -55,6 +56,38 @@ SLOW = """
     [steps.after]
     needs = ["nap"]
     run = "echo after"
+"""
+
+TOGETHER = """
+    id = "together"
+    version = "1.0.0"
+    [steps.left]
+    run = 'touch left.up; i=0; while [ ! -f right.up ]; do i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.05; done'
+    [steps.right]
+    run = 'touch right.up; i=0; while [ ! -f left.up ]; do i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.05; done'
+"""
+
+NEEDY = """
+    id = "needy"
+    version = "1.0.0"
+    [requirements]
+    tools = ["wayang-no-such-tool"]
+    env = ["WAYANG_TEST_TOKEN"]
+    [steps.go]
+    run = "echo go"
+"""
+
+BROKEN_STEP = """
+config = {"type": "event", "name": "Broken", "subscribes": ["order.created"]}
+raise RuntimeError("boom at import")
+"""
+
+LONELY_STEP = """
+config = {"type": "event", "name": "Lonely", "subscribes": ["order.created"],
+          "emits": ["nobody.listens"], "flows": ["orders"]}
+
+def handler(input, ctx):
+    pass
 """
 
 REVIEW = """
@@ -157,9 +190,58 @@ def test_bad_input_is_refused_the_same_way(wayang: Wayang, tmp_path: Path) -> No
     served, local = both(wayang, "run", steady, "--timeout", "soon")
     same(served, local)
     assert served.code == 2
-    parallel = wayang("run", steady, "--parallel", "2")
-    assert parallel.code == 2
-    assert "--workers" in parallel.err and "--no-server" in parallel.err
+    served, local = both(wayang, "run", steady, "--parallel", "0")
+    same(served, local)
+    assert served.code == 2
+
+
+@pytest.mark.timeout(120)
+def test_parallel_is_asked_of_the_server_within_its_workers(
+    db: Path, tmp_path: Path, wayang: Wayang
+) -> None:
+    with running_server(db, tmp_path, "--workers", "2") as server:
+        # Each step waits for the other to start: only two at once lets both succeed.
+        served = wayang("run", "--json", "--parallel", "2", workflow(tmp_path, "a", TOGETHER))
+        local = wayang("--no-server", "run", "--json", "--parallel", "2",
+                       workflow(tmp_path, "b", TOGETHER))  # fmt: skip
+        same(served, local)
+        assert served.json()["status"] == "succeeded"
+        served = wayang("run", "--json", "--parallel", "1", workflow(tmp_path, "c", TOGETHER))
+        local = wayang("--no-server", "run", "--json", "--parallel", "1",
+                       workflow(tmp_path, "d", TOGETHER))  # fmt: skip
+        same(served, local)
+        assert served.json()["status"] == "failed"
+
+        steady = workflow(tmp_path, "steady", STEADY)
+        with Client(server.url) as client:
+            for argv, granted in ((("--parallel", "8"), 2), (("--parallel", "1"), 1), ((), 2)):
+                run_id = wayang("run", "--detach", steady, *argv).out.strip()
+                [started] = client.events(run_id, 0, 1).items
+                assert started.data["parallel"] == granted, argv
+
+
+# ------------------------------------------------------------------------------ requirements
+
+
+@pytest.mark.usefixtures("server")
+def test_unmet_requirements_are_refused_before_the_run_is_sent(
+    wayang: Wayang, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WAYANG_TEST_TOKEN", raising=False)
+    needy = workflow(tmp_path, "needy", NEEDY)
+    for argv in (("run", needy), ("run", "--json", needy), ("run", "--detach", needy)):
+        served, local = both(wayang, *argv)
+        assert (served.code, served.out, served.err) == (local.code, local.out, local.err), argv
+        assert served.code == 2
+        assert "needs what this machine lacks (nothing was started)" in served.err
+        assert "tool 'wayang-no-such-tool' is not on PATH" in served.err
+        assert "environment variable WAYANG_TEST_TOKEN is not set" in served.err
+    assert wayang("runs", "--json").json() == []  # the server was asked for nothing
+
+    token_only = workflow(tmp_path, "token", NEEDY.replace('"wayang-no-such-tool"', '"sh"'))
+    served = wayang("run", token_only, "-e", "WAYANG_TEST_TOKEN=t")  # an override counts
+    assert served.code == 0, served
+    assert [r["status"] for r in wayang("runs", "--json").json()] == ["succeeded"]
 
 
 # ------------------------------------------------------------------------------ reading runs
@@ -322,20 +404,59 @@ def test_emit_through_the_server(wayang: Wayang) -> None:
 # ------------------------------------------------------------------------------ steps
 
 
+STEP_READS = (
+    ("steps", "list"),
+    ("steps", "list", "--json"),
+    ("flows",),
+    ("flows", "--json"),
+)
+
+
 @pytest.mark.timeout(120)
 def test_steps_and_flows_of_the_served_project(db: Path, tmp_path: Path, wayang: Wayang) -> None:
     project = tmp_path / "project"
     shutil.copytree(EXAMPLES / "steps-basic", project)
     with running_server(db, tmp_path, "--project", str(project)):
-        for argv in (("steps", "list"), ("steps", "list", "--json"), ("flows",)):
+        for argv in STEP_READS:
             served = wayang(*argv)
             local = wayang("--no-server", *argv, "--project", str(project))
-            assert (served.code, served.out) == (local.code, local.out), argv
+            assert (served.code, served.out, served.err) == (local.code, local.out, local.err), argv
+        served_flows = wayang("flows", "--json").json()
+        assert served_flows == wayang("--no-server", "flows", "--json", "--project",
+                                      str(project)).json()  # fmt: skip
+        [orders] = served_flows
+        assert set(orders) == {"name", "nodes", "edges"}
+        assert orders["nodes"][0]["file"].startswith("steps/") and orders["nodes"][0]["line"] > 0
         deactivated = wayang("steps", "deactivate", "ConfirmOrder")
         assert deactivated.out == "ConfirmOrder: deactivated (on the server)\n"
         assert "False" in wayang("steps", "list").out
         assert wayang("steps", "activate", "ConfirmOrder").code == 0
         assert wayang("steps", "activate", "Nope").code == 2
+
+
+@pytest.mark.timeout(120)
+def test_step_files_that_do_not_load_are_reported_through_the_server(
+    db: Path, tmp_path: Path, wayang: Wayang
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLES / "steps-basic", project)
+    (project / "steps" / "broken_step.py").write_text(BROKEN_STEP)
+    (project / "steps" / "lonely_step.py").write_text(LONELY_STEP)
+    with running_server(db, tmp_path, "--project", str(project)):
+        for argv in STEP_READS:
+            served = wayang(*argv)
+            local = wayang("--no-server", *argv, "--project", str(project))
+            assert (served.code, served.out, served.err) == (local.code, local.out, local.err), argv
+        listed = wayang("steps", "list")
+        assert listed.code == 2  # listed all the same, as in process
+        assert "Lonely" in listed.out and "Broken" not in listed.out
+        assert "steps/broken_step.py:3:1: error: cannot import this step file: RuntimeError: " \
+            "boom at import" in listed.err  # fmt: skip
+        assert "warning: " in listed.err and "nobody.listens" in listed.err
+        assert listed.err.endswith("1 error\n")
+        flows = wayang("flows", "--json")
+        assert flows.code == 0 and "broken_step.py" in flows.err
+        assert "Lonely" in {node["name"] for node in flows.json()[0]["nodes"]}
 
 
 # ------------------------------------------------------------------------------ which server

@@ -133,6 +133,13 @@ def test_a_request_that_does_not_fit_is_a_422_naming_the_field(client: Client) -
     assert (local.value.status, local.value.errors[0].field) == (422, "topic")
 
 
+def test_a_run_asks_for_at_least_one_step_at_once(server: ServerProcess) -> None:
+    body = {"source": textwrap.dedent(HELLO), "parallel": 0}
+    refused = httpx.post(f"{server.url}/api/v1/runs", json=body, timeout=30)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["body.parallel"]
+
+
 # ------------------------------------------------------------------------------ runs
 
 
@@ -300,11 +307,20 @@ def test_an_external_step_is_completed(client: Client, tmp_path: Path) -> None:
 def test_events_and_the_steps_of_the_project(client: Client) -> None:
     emitted = client.emit("order.created", {"id": "x1", "item": "pen", "quantity": 1}, key="x1")
     assert emitted.topic == "order.created" and emitted.seq > 0 and emitted.trace_id
-    names = [s.name for s in client.steps()]
-    assert "CreateOrder" in names
+    listing = client.steps()
+    assert "CreateOrder" in [s.name for s in listing.steps]
+    assert listing.diagnostics == []
     assert client.deactivate("CreateOrder").active is False
     assert client.activate("CreateOrder").active is True
-    assert [f.name for f in client.flows()] == ["orders"]
+    [orders] = client.flows()
+    assert orders.name == "orders"
+    created = next(n for n in orders.nodes if n.name == "CreateOrder")
+    assert (created.type, created.trigger, created.file) == (
+        "api",
+        "POST /orders",
+        "steps/create_order.step.py",
+    )
+    assert {e.topic for e in orders.edges} >= {"order.created"}
     with pytest.raises(ApiError) as missing:
         client.activate("Nope")
     assert missing.value.exit_code == 2

@@ -437,8 +437,10 @@ def test_steps_routes_with_a_project(tmp_path: Path) -> None:
                     ignore=shutil.ignore_patterns(".wayang"))  # fmt: skip
 
     async def body(client: httpx.AsyncClient, core: ServerCore) -> None:
-        steps = (await client.get("/api/v1/steps")).json()
-        assert {s["name"] for s in steps} >= {"CreateOrder", "StoreOrder", "ConfirmOrder"}
+        listing = (await client.get("/api/v1/steps")).json()
+        names = {s["name"] for s in listing["steps"]}
+        assert names >= {"CreateOrder", "StoreOrder", "ConfirmOrder"}
+        assert listing["diagnostics"] == []
         off = await client.post("/api/v1/steps/StoreOrder/deactivate")
         assert off.json()["active"] is False
         on = await client.post("/api/v1/steps/StoreOrder/activate")

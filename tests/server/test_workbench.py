@@ -477,7 +477,7 @@ def test_emitting_from_the_trigger_page_feeds_the_project_steps(
         store = page.locator("[data-testid=step-info][data-step=StoreOrder]")
         store.get_by_test_id("deactivate").click()
         expect(store).to_have_attribute("data-active", "false")
-        steps = {s["name"]: s for s in served.http.get("/steps").json()}
+        steps = {s["name"]: s for s in served.http.get("/steps").json()["steps"]}
         assert steps["StoreOrder"]["active"] is False
     finally:
         ui.close()

@@ -3,22 +3,19 @@
 prints with the renderer of its in-process twin.
 
 Where the API gives less than the store: a run's plan (``status`` shows no attempt limits, and
-its steps in the definition's order), a dead delivery's topic and message, the file and line of
-a flow's steps and whether an edge is conditional, the environment of a step project.
+its steps in the definition's order), a dead delivery's topic and message, the environment of a
+step project.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import click
+from typing import TYPE_CHECKING, Any, cast
 
 from wayang import wire
 from wayang.cli.authoring import parse_assignments
 from wayang.cli.context import CliContext
 from wayang.cli.dlq import show_letters
-from wayang.cli.driver import json_text
 from wayang.cli.remote_views import (
     TERMINAL,
     event_of,
@@ -31,7 +28,7 @@ from wayang.cli.remote_views import (
     run_view,
 )
 from wayang.cli.reports import LOG_PAGE, print_logs, show_runs, show_status
-from wayang.cli.steps import print_flows, show_steps
+from wayang.cli.steps import exit_if_errors, print_load_problems, show_flows, show_steps
 from wayang.cli.waits import (
     actor_of,
     parse_json,
@@ -39,9 +36,14 @@ from wayang.cli.waits import (
     report_answer,
     report_emitted,
 )
-from wayang.client import Client
+from wayang.client import Client, diagnostic_of
 from wayang.engine import events as ev
+from wayang.errors import Diagnostic
 from wayang.store.port import LogLine, RunRecord
+
+if TYPE_CHECKING:
+    from wayang.steps.model import StepType
+    from wayang.steps.registry import FlowGraph
 
 RUNS_PAGE = 1000
 STEP_LETTERS = 100  # what 'dlq list' shows in process
@@ -256,8 +258,16 @@ def _delivery_json(letter: wire.DeadLetterView) -> dict[str, Any]:
 
 
 def steps_list(cli: CliContext, client: Client, project_dir: Path | None, as_json: bool) -> None:
-    rows = [[s.name, s.type, s.trigger, s.emits, s.flows, s.active, s.file] for s in client.steps()]
+    listing = client.steps()
+    problems = _problems(listing)
+    print_load_problems(cli, problems)
+    rows = [[s.name, s.type, s.trigger, s.emits, s.flows, s.active, s.file] for s in listing.steps]
     show_steps(cli, rows, as_json)
+    exit_if_errors(problems)
+
+
+def _problems(listing: wire.StepList) -> list[Diagnostic]:
+    return [diagnostic_of(d) for d in listing.diagnostics]
 
 
 def activate(cli: CliContext, client: Client, name: str, project_dir: Path | None) -> None:
@@ -273,24 +283,27 @@ def _say_activation(cli: CliContext, step: wire.StepInfo, done: str) -> None:
 
 
 def flows(cli: CliContext, client: Client, project_dir: Path | None, as_json: bool) -> None:
-    found = client.flows()
-    if as_json:
-        click.echo(json_text([flow.model_dump(mode="json") for flow in found]))
-        return
-    triggers = {step.name: step.trigger for step in client.steps()} if found else {}
-    print_flows(cli, [_flow_text(flow, triggers) for flow in found])
+    print_load_problems(cli, _problems(client.steps()))
+    show_flows(cli, [_flow_graph(flow) for flow in client.flows()], as_json)
 
 
-def _flow_text(flow: wire.FlowView, triggers: dict[str, str]) -> str:
+def _flow_graph(flow: wire.FlowView) -> FlowGraph:
     # The steps package is imported by the commands that use it (see cli.steps.DEV_SERVERS).
     from wayang.steps.registry import FlowEdge, FlowGraph, FlowNode  # noqa: PLC0415
 
     nodes = tuple(
-        FlowNode(n.id, n.kind, "", 0, active=n.active, trigger=triggers.get(n.id, ""))  # type: ignore[arg-type]
-        for n in flow.graph.nodes
+        FlowNode(
+            n.name,
+            cast("StepType", n.type),
+            n.file,
+            n.line,
+            active=n.active,
+            description=n.description,
+            trigger=n.trigger,
+        )
+        for n in flow.nodes
     )
-    edges = []
-    for e in flow.graph.edges:
-        topic, _, label = e.label.partition(" (")  # the server writes "topic (label)"
-        edges.append(FlowEdge(e.source, e.target, topic, label.removesuffix(")"), False, e.virtual))
-    return FlowGraph(flow.name, nodes, tuple(edges)).to_text()
+    edges = tuple(
+        FlowEdge(e.source, e.target, e.topic, e.label, e.conditional, e.virtual) for e in flow.edges
+    )
+    return FlowGraph(flow.name, nodes, edges)

@@ -42,6 +42,7 @@ from wayang.cli.remote_views import (
 )
 from wayang.cli.run_render import RunOutline
 from wayang.cli.runs import (
+    check_requirements,
     duration_option,
     exit_with,
     report_finished,
@@ -50,7 +51,7 @@ from wayang.cli.runs import (
 )
 from wayang.client import ApiError, Client, ServerUnavailableError
 from wayang.engine.state import RunState, RunStatus, fold
-from wayang.errors import UsageError, WayangError
+from wayang.errors import WayangError
 from wayang.runtime.operations import RunView, prepare_run
 
 RECONNECT_S = 0.5
@@ -75,18 +76,15 @@ def run(
     as_json: bool,
     detach: bool,
 ) -> None:
-    """Check and plan FILE here (the errors are those of a run in this process), then have the
-    server run it."""
-    if parallel is not None:
-        raise UsageError(
-            "--parallel: a server runs as many steps at once as it was started with ('wayang "
-            "server --workers N'); leave --parallel out, or run here with --no-server"
-        )
+    """Check and plan FILE here (the errors are those of a run in this process, unmet
+    requirements included: the server usually runs on this machine), then have the server run
+    it. ``parallel`` is capped by the server's ``--workers``."""
     values = parse_assignments(params, "--param")
     overrides = parse_assignments(envs, "--env")
     duration_option(timeout, "--timeout")
     # The plan made here shapes only the output; the server plans the run again, with its limits.
     request = prepare_run(file, values, overrides, parallel=1, timeout_s=None)
+    check_requirements(request.plan.workflow, overrides)
     path = file.resolve()
     accepted = client.start_run(
         wire.StartRun(
@@ -97,6 +95,7 @@ def run(
             params_are_text=True,
             env=overrides,
             timeout=timeout,
+            parallel=parallel,
         )
     )
     if detach:

@@ -20,14 +20,14 @@ from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import json_text, open_app
 from wayang.cli.render import print_diagnostics
 from wayang.cli.run_render import clock, print_rows
-from wayang.errors import DefinitionError, UsageError
+from wayang.errors import DefinitionError, Diagnostic, Severity, UsageError
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.store.port import LogLine
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from wayang.steps.registry import StepRegistry
+    from wayang.steps.registry import FlowGraph, StepRegistry
     from wayang.steps.runtime import Finished
     from wayang.steps.service import StepsProject, StepsServer
 
@@ -62,8 +62,7 @@ def _loaded(cli: CliContext, steps: StepsProject, *, strict: bool = False) -> St
     registry = steps.load()
     if strict and registry.errors:
         raise DefinitionError(registry.diagnostics)  # the top level prints them, once
-    if registry.diagnostics:
-        print_diagnostics(cli.err, registry.diagnostics)
+    print_load_problems(cli, registry.diagnostics)
     if not registry.steps and not registry.errors:
         folders = ", ".join(steps.project.config.steps.folders)
         raise UsageError(
@@ -71,6 +70,18 @@ def _loaded(cli: CliContext, steps: StepsProject, *, strict: bool = False) -> St
             "'wayang init --template steps DIR' makes a project to start from"
         )
     return registry
+
+
+def print_load_problems(cli: CliContext, diagnostics: Sequence[Diagnostic]) -> None:
+    """What loading the step files found wrong, on stderr, before what the command prints."""
+    if diagnostics:
+        print_diagnostics(cli.err, diagnostics)
+
+
+def exit_if_errors(diagnostics: Sequence[Diagnostic]) -> None:
+    """Exit 2, as for any bad input, when a step file could not be loaded."""
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        raise click.exceptions.Exit(2)
 
 
 # ------------------------------------------------------------------------------ dev
@@ -226,8 +237,7 @@ def steps_list(cli: CliContext, project_dir: Path | None, as_json: bool) -> None
     with open_app() as app, open_steps(app, project_dir) as steps:
         registry = _loaded(cli, steps)
     show_steps(cli, [_step_row(registry, name) for name in sorted(registry.steps)], as_json)
-    if registry.errors:
-        raise click.exceptions.Exit(2)
+    exit_if_errors(registry.diagnostics)
 
 
 def show_steps(cli: CliContext, rows: Sequence[Sequence[Any]], as_json: bool) -> None:
@@ -295,19 +305,18 @@ def flows(cli: CliContext, project_dir: Path | None, as_json: bool) -> None:
     """List the project's flows with their steps and the topics between them."""
     with open_app() as app, open_steps(app, project_dir) as steps:
         registry = _loaded(cli, steps)
-    graphs = registry.flows()
+    show_flows(cli, list(registry.flows().values()), as_json)
+
+
+def show_flows(cli: CliContext, graphs: Sequence[FlowGraph], as_json: bool) -> None:
+    """What ``wayang flows`` prints: each flow as text, or all of them as JSON."""
     if as_json:
-        click.echo(json_text([graph.to_dict() for graph in graphs.values()]))
+        click.echo(json_text([graph.to_dict() for graph in graphs]))
         return
-    print_flows(cli, [graph.to_text() for graph in graphs.values()])
-
-
-def print_flows(cli: CliContext, texts: Sequence[str]) -> None:
-    """What ``wayang flows`` prints: each flow as text."""
-    if not texts:
+    if not graphs:
         cli.err.print("no flows: give steps a 'flows' list to group them", soft_wrap=True)
-    for text in texts:
-        cli.out.print(escape(text), soft_wrap=True)
+    for graph in graphs:
+        cli.out.print(escape(graph.to_text()), soft_wrap=True)
 
 
 @click.command("lock")

@@ -468,8 +468,10 @@ def _steps() -> APIRouter:
         """Publish on a topic: event steps subscribed get a delivery, waiting runs may take it."""
         return core.emit(body, actor)
 
-    @r.get("/steps", response_model=list[wire.StepInfo], **guard("steps", "read"))
-    def steps(core: Core) -> list[wire.StepInfo]:
+    @r.get("/steps", response_model=wire.StepList, **guard("steps", "read"))
+    def steps(core: Core) -> wire.StepList:
+        """The project's steps, and the problems loading its step files (their steps are left
+        out)."""
         return core.step_list()
 
     @r.post("/steps/{name}/activate", response_model=wire.StepInfo, **guard("steps", "manage"))

@@ -354,7 +354,7 @@ class ServerCore:
             body.params,
             body.env,
             cwd=cwd,
-            parallel=self.settings.parallel,
+            parallel=self._parallel(body.parallel),
             timeout_s=timeout_s,
             actor=actor,
             params_are_text=body.params_are_text,
@@ -362,6 +362,10 @@ class ServerCore:
             policy_of=self._policy_files,
         )
         return await self._enqueue(request)
+
+    def _parallel(self, requested: int | None) -> int:
+        """What a run may run at once: what it asks for, at most the server's ``--workers``."""
+        return min(requested or self.settings.parallel, self.settings.parallel)
 
     def list_runs(
         self,
@@ -538,57 +542,21 @@ class ServerCore:
             )
         return self.steps
 
-    def step_list(self) -> list[wire.StepInfo]:
+    def step_list(self) -> wire.StepList:
         registry = self.require_steps().registry
-        found = []
-        for name in sorted(registry.steps):
-            step = registry.steps[name]
-            trigger = {
-                "api": f"{step.method} {step.path}",
-                "cron": step.cron or "",
-                "event": ", ".join(step.subscribes),
-                "noop": "-",
-            }[step.type]
-            found.append(
-                wire.StepInfo(
-                    name=name,
-                    type=step.type,
-                    trigger=trigger,
-                    emits=list(step.emit_topics),
-                    flows=list(step.flows),
-                    active=registry.is_active(name),
-                    file=str(step.where),
-                )
-            )
-        return found
+        return wire.StepList(
+            steps=[views.step_info(registry, name) for name in sorted(registry.steps)],
+            diagnostics=views.diagnostics(registry.diagnostics),
+        )
 
     def flows(self) -> list[wire.FlowView]:
         registry = self.require_steps().registry
-        found = []
-        for flow in registry.flows().values():
-            data = flow.to_dict()
-            nodes = [
-                wire.GraphNode(id=n["id"], kind=n["type"], label=n["name"], active=n["active"])
-                for n in data["nodes"]
-            ]
-            edges = [
-                wire.GraphEdge(
-                    source=e["source"],
-                    target=e["target"],
-                    kind="topic",
-                    label=e["topic"] + (f" ({e['label']})" if e["label"] else ""),
-                    virtual=e["virtual"],
-                )
-                for e in data["edges"]
-            ]
-            found.append(
-                wire.FlowView(name=flow.name, graph=wire.GraphView(nodes=nodes, edges=edges))
-            )
-        return found
+        return [views.flow_view(flow) for flow in registry.flows().values()]
 
     def set_active(self, name: str, active: bool) -> wire.StepInfo:
-        step_name = self.require_steps().set_active(name, active)
-        return next(s for s in self.step_list() if s.name == step_name)
+        steps = self.require_steps()
+        step_name = steps.set_active(name, active)
+        return views.step_info(steps.registry, step_name)
 
     async def state_groups(self) -> list[str]:
         self.require_steps()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wayang import wire
 from wayang.engine import events as ev
@@ -23,6 +23,9 @@ from wayang.store.port import (
     StoredEvent,
     TaskRecord,
 )
+
+if TYPE_CHECKING:
+    from wayang.steps.registry import FlowGraph, StepRegistry
 
 EVENT_STEP_OF = "step_id"
 
@@ -317,3 +320,46 @@ def parameters(workflow: Workflow) -> dict[str, wire.ParameterView]:
 
 def diagnostics(found: Iterable[Any]) -> list[wire.DiagnosticView]:
     return [wire.DiagnosticView(**d.to_dict()) for d in found]
+
+
+# ------------------------------------------------------------------------------ steps
+
+
+def step_info(registry: StepRegistry, name: str) -> wire.StepInfo:
+    step = registry.steps[name]
+    trigger = {
+        "api": f"{step.method} {step.path}",
+        "cron": step.cron or "",
+        "event": ", ".join(step.subscribes),
+        "noop": "-",
+    }[step.type]
+    return wire.StepInfo(
+        name=name,
+        type=step.type,
+        trigger=trigger,
+        emits=list(step.emit_topics),
+        flows=list(step.flows),
+        active=registry.is_active(name),
+        file=str(step.where),
+    )
+
+
+def flow_view(flow: FlowGraph) -> wire.FlowView:
+    """A flow: its nodes and edges as ``wayang flows --json`` has them, and drawn."""
+    data = flow.to_dict()
+    nodes = [wire.FlowNodeView(**node) for node in data["nodes"]]
+    edges = [wire.FlowEdgeView(**edge) for edge in data["edges"]]
+    graph = wire.GraphView(
+        nodes=[wire.GraphNode(id=n.id, kind=n.type, label=n.name, active=n.active) for n in nodes],
+        edges=[
+            wire.GraphEdge(
+                source=e.source,
+                target=e.target,
+                kind="topic",
+                label=e.topic + (f" ({e.label})" if e.label else ""),
+                virtual=e.virtual,
+            )
+            for e in edges
+        ],
+    )
+    return wire.FlowView(name=flow.name, nodes=nodes, edges=edges, graph=graph)

@@ -9,7 +9,7 @@ export async function page(ctx) {
   ctx.root.append(h("h1", {}, "Steps"));
   let steps;
   try {
-    steps = await get("/steps");
+    ({ steps } = await get("/steps"));
   } catch (error) {
     if (error.kind !== "no-steps-project") throw error;
     ctx.root.append(h("p", { class: "notice-box", testid: "no-project" }, error.doc.detail));

@@ -96,7 +96,7 @@ export async function page(ctx) {
 async function apiSteps(card) {
   let steps;
   try {
-    steps = await get("/steps");
+    ({ steps } = await get("/steps"));
   } catch (error) {
     if (error.kind === "no-steps-project") {
       card.append(h("p", { class: "notice-box", testid: "no-project" }, error.doc.detail));
