@@ -652,31 +652,21 @@ class _Work:
             handle.cancel()
 
     def _task_row(self, command: DispatchTask, here: bool) -> NewTask:
-        if not here:
-            payload = command.payload
-            return NewTask(
-                task_id=command.task_id,
-                run_id=self.live.run_id,
-                step_id=command.step_id,
-                attempt=command.attempt,
-                idempotency_key=command.idempotency_key,
-                payload=payload,
-                available_at=self.now,
-                queue=str(payload.get("queue") or "default"),
-                tenant=self.live.tenant,
-                needs=tuple(payload.get("needs") or ()),
-            )
+        """The task's row: leased to this engine already, or queued for a worker."""
+        payload, now = command.payload, self.now
         return NewTask(
             task_id=command.task_id,
             run_id=self.live.run_id,
             step_id=command.step_id,
             attempt=command.attempt,
             idempotency_key=command.idempotency_key,
-            payload=command.payload,
-            available_at=self.now,
+            payload=payload,
+            available_at=now,
+            queue="default" if here else str(payload.get("queue") or "default"),
             tenant=self.live.tenant,
-            owner=self.engine.owner,
-            lease_expires_at=self.now + self.engine.settings.lease_s,
+            owner=self.engine.owner if here else None,
+            lease_expires_at=now + self.engine.settings.lease_s if here else None,
+            needs=() if here else tuple(payload.get("needs") or ()),
         )
 
     def _message(self, command: PublishMessage) -> NewTopicMessage:
