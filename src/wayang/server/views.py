@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from wayang import wire
 from wayang.engine import events as ev
 from wayang.engine.state import RunState, StepState, StepStatus
+from wayang.model.placement import describe_needs
 from wayang.model.spec import Workflow
 from wayang.model.validate import build_graph
 from wayang.runtime.history_text import wait_text
@@ -92,10 +93,15 @@ def _add_task(view: wire.StepView, task: TaskRecord) -> None:
         view.inputs = {"run": payload["command"]}
     elif payload.get("uses") is not None:
         view.inputs = {"uses": payload["uses"], "with": payload.get("inputs") or {}}
+    current = view.status == StepStatus.SCHEDULED.value and task.attempt == view.attempts
     running = task.status == "claimed" and task.owner is not None
-    if running and view.status == StepStatus.SCHEDULED.value and task.attempt == view.attempts:
+    if running and current:
         view.status = StepStatus.RUNNING.value
         view.started_at = iso(task.available_at)
+    elif task.status == "queued" and current:
+        queue = payload.get("queue") or "default"
+        needs = describe_needs(payload.get("needs") or ())
+        view.waiting_for = f"a worker of queue {queue} offering {needs}"
 
 
 def _order(state: RunState, workflow: Workflow | None) -> list[str]:
