@@ -1,6 +1,9 @@
-"""No-op steps for the engine benchmarks: each returns its integer argument, as the peers' do."""
+"""Steps for the engine benchmarks: no-ops that return their integer argument, as the peers' do,
+and `spin`, which burns CPU first (the fleet benchmark's CPU-bound variant)."""
 
 from __future__ import annotations
+
+import time
 
 
 def noop(i: int) -> int:
@@ -8,4 +11,16 @@ def noop(i: int) -> int:
 
 
 async def noop_async(i: int) -> int:
+    return i
+
+
+SPIN_S = 0.005
+
+
+def spin(i: int) -> int:
+    """Burn 5 ms of this thread's CPU, then return ``i``: a step whose cost is the CPU it needs
+    (so more worker processes on more cores finish more of them)."""
+    until = time.thread_time() + SPIN_S
+    while time.thread_time() < until:
+        pass
     return i
