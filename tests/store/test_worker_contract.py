@@ -150,6 +150,20 @@ def test_registering_again_updates_the_record_and_old_workers_are_forgotten(
     assert [w.worker_id for w in store.list_workers()] == ["new"]
 
 
+def test_a_worker_started_again_under_its_id_gives_up_what_the_old_process_held(
+    store: ContractStore,
+) -> None:
+    # A worker killed and started again with the same --id runs none of the tasks its
+    # predecessor held: its heartbeats must not keep their leases alive for ever.
+    store.register_worker(worker())
+    new_run(store, tasks=(placed("t1", "cap:shell"),))
+    [old] = store.claim("w1", T0, LEASE, offers={"cap:shell"})
+    store.register_worker(worker(at=T0 + 1))
+    [again] = store.claim("w2", T0 + 1, LEASE, offers={"cap:shell"})
+    assert (again.task_id, again.fencing_token) == ("t1", old.fencing_token + 1)
+    assert store.heartbeat_worker(WorkerBeat("w1", "running", 0, 0, 0), T0 + 2, LEASE) == []
+
+
 def test_queue_stats_count_waiting_and_running_tasks(store: ContractStore) -> None:
     new_run(
         store,

@@ -5,21 +5,34 @@ The engine keeps deciding and running steps while a commit is on its way to disk
 reports waits for :meth:`Committer.run` to call ``on_durable`` after the transaction is in.
 A run whose append conflicts (another engine took it over) is dropped from the batch and
 reported to ``on_lost``; the rest of the batch is written without it.
+
+A store that is away (:class:`~wayang.store.port.StoreUnavailableError`: a PostgreSQL restart)
+does not fail the engine: the batch is kept and written again with capped exponential backoff
+(:mod:`wayang.runtime.outage`), for as long as the engine runs, and for ``closing_grace_s``
+once it is closing (what is still unwritten then is what a crash would lose: adoption runs it
+again). Decisions made meanwhile wait in the next batch. A commit that failed in doubt may have
+gone in: its retry then conflicts, and ``on_lost`` hears of those runs, for the engine to take
+them up again from their history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from wayang.engine.events import Event
-from wayang.store.port import Append, ConcurrencyError, LogLine, Store
+from wayang.runtime.outage import Outage
+from wayang.store.port import Append, ConcurrencyError, LogLine, Store, StoreUnavailableError
 
 LOG_GATHER_S = 0.05
 """A batch of log lines alone (no decisions) waits this long for more lines to join it."""
+
+log = logging.getLogger("wayang.engine")
 
 
 @dataclass(slots=True)
@@ -47,6 +60,8 @@ class Committer:
         clock: Callable[[], float],
         on_durable: Callable[[Pending], None],
         on_lost: Callable[[str, str], None],
+        *,
+        closing_grace_s: float = 15.0,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -56,11 +71,18 @@ class Committer:
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="wayang-store")
         self._closed = False
+        self._closed_at = 0.0
+        self._closing_grace_s = closing_grace_s
+        self._outage = Outage(log, "committing")
         self.failure: BaseException | None = None
 
     def add(self, owner: Any, append: Append, events: Sequence[Event]) -> None:
         self._batch.pending.append(Pending(owner, append, events))
         self._wake.set()
+
+    def discard(self, owner: Any) -> None:
+        """Forget the appends of ``owner`` not yet on their way (its run was dropped)."""
+        self._batch.pending = [p for p in self._batch.pending if p.owner is not owner]
 
     def log(self, line: LogLine) -> None:
         self._batch.logs.append(line)
@@ -104,7 +126,7 @@ class Committer:
     async def _commit(self, batch: _Batch) -> None:
         if batch.pending or batch.logs:
             appends = [p.append for p in batch.pending]
-            lost = await self.call(self._write, appends, batch.logs)
+            lost = await self._write_durably(appends, batch.logs)
             for pending in batch.pending:
                 if pending.append.run_id not in lost:
                     self._on_durable(pending)
@@ -113,6 +135,28 @@ class Committer:
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def _write_durably(self, appends: list[Append], logs: list[LogLine]) -> dict[str, str]:
+        """Write the batch, trying again while the store is away (see the module docstring).
+
+        After a failure in doubt the batch is written again as it is: if its first try went in,
+        its appends conflict (and their runs are reported lost), but its log lines, which
+        nothing numbers, may be stored twice.
+        """
+        while True:
+            try:
+                lost: dict[str, str] = await self.call(self._write, appends, logs)
+            except StoreUnavailableError as exc:
+                delay = self._outage.failed(exc)
+                if self._closed:
+                    left = self._closed_at + self._closing_grace_s - time.monotonic()
+                    if left <= 0:
+                        raise
+                    delay = min(delay, left)
+                await asyncio.sleep(delay)
+                continue
+            self._outage.recovered()
+            return lost
 
     def _write(self, appends: list[Append], logs: list[LogLine]) -> dict[str, str]:
         """Commit; drop the appends of a run that conflicts and try again. Writer thread."""
@@ -130,6 +174,8 @@ class Committer:
 
     def close(self) -> None:
         """Stop after the work already added is written."""
+        if not self._closed:
+            self._closed_at = time.monotonic()
         self._closed = True
         self._wake.set()
 

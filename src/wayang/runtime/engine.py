@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,7 +50,9 @@ from wayang.executors.base import Executor, TaskResult, TaskSpec
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.policy import gate_for
 from wayang.runtime.committer import Committer, Pending
+from wayang.runtime.lost_runs import LostRuns
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunLostError, RunNotFoundError
+from wayang.runtime.outage import Outage
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
 from wayang.runtime.remote import RemoteTasks
@@ -67,10 +70,14 @@ from wayang.store.port import (
     SignalAnswer,
     Store,
     Timer,
+    Wakeups,
+    completion_wakeup,
 )
 from wayang.store.port import DeadLetter as DeadLetterRecord
 
 _TERMINAL_EVENTS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
+
+log = logging.getLogger("wayang.engine")
 
 
 @dataclass(frozen=True)
@@ -148,14 +155,25 @@ class Engine:
         self._remote = RemoteTasks(
             self, grace_s=self.settings.remote_grace_s, max_claims=self.settings.max_claims
         )
+        self._lost_runs = LostRuns(self)
         self._committer: Committer | None = None
+        self._wakeups: Wakeups | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._stopping: set[asyncio.Task[None]] = set()  # tasks of dropped runs, ending
         self._closing = False
 
     # ------------------------------------------------------------------ lifetime
 
     async def __aenter__(self) -> Engine:
-        self._committer = Committer(self.store, self._clock, self._durable, self._lost)
+        self._committer = Committer(
+            self.store,
+            self._clock,
+            self._durable,
+            self._lost,
+            closing_grace_s=self.settings.lease_s,
+        )
+        # Woken when a worker records a result for one of this engine's runs (PostgreSQL).
+        self._wakeups = self.store.wakeups({completion_wakeup(self.owner)})
         self._background = [
             asyncio.create_task(self._committer.run(), name="wayang-committer"),
             asyncio.create_task(self._renew_leases(), name="wayang-leases"),
@@ -174,13 +192,16 @@ class Engine:
         running = [task for live in self._runs.values() for task in live.tasks.values()]
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*running, *self._stopping, return_exceptions=True)
+        await self._lost_runs.close()
         committer = self._require_committer()
         committer.close()
         committer_task, *others = self._background
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        if self._wakeups is not None:  # also ends a wait the poll loop left in its thread
+            await asyncio.to_thread(self._wakeups.close)
         with contextlib.suppress(Exception):
             await committer_task
         for live in list(self._runs.values()):
@@ -231,8 +252,16 @@ class Engine:
         self._carry_out(live, 0, RunStatus.PENDING, decision, create=record)
         return live.done
 
-    def _track(self, plan: RunPlan, state: RunState, tenant: str, cwd: str) -> _LiveRun:
-        done: asyncio.Future[RunState] = asyncio.get_running_loop().create_future()
+    def _track(
+        self,
+        plan: RunPlan,
+        state: RunState,
+        tenant: str,
+        cwd: str,
+        done: asyncio.Future[RunState] | None = None,
+    ) -> _LiveRun:
+        """Drive ``state`` from now on; ``done`` is the future of a run taken up again."""
+        done = done or asyncio.get_running_loop().create_future()
         live = _LiveRun(plan, state, tenant, cwd or str(Path.cwd()), done)
         self._runs[state.run_id] = live
         return live
@@ -432,25 +461,35 @@ class Engine:
         if self._on_events is not None and pending.events:
             self._on_events(live.run_id, pending.events)
         if any(isinstance(event, _TERMINAL_EVENTS) for event in pending.events):
-            self._runs.pop(live.run_id, None)
-            self._remote.forget_run(live.run_id)
+            if self._runs.get(live.run_id) is live:  # not a copy since dropped (lost_runs.py)
+                self._runs.pop(live.run_id)
+                self._remote.forget_run(live.run_id)
             if not live.done.done():
                 live.done.set_result(live.state)
 
     def _lost(self, run_id: str, why: str) -> None:
         live = self._runs.get(run_id)
-        if live is not None:
+        if live is None:
+            return
+        if self._closing:  # its lease, if still this engine's, lapses: nobody renews it
             self._drop(live, RunLostError(f"run {run_id} was taken over by another engine: {why}"))
+        else:
+            self._lost_runs.lost(live, why)  # taken up again from the store if still ours
 
-    def _drop(self, live: _LiveRun, error: BaseException) -> None:
+    def _drop(self, live: _LiveRun, error: BaseException | None) -> None:
+        """Stop driving ``live``; its future gets ``error``, or stays pending for a copy of the
+        run taken up again (lost_runs.py)."""
         live.lost = True
+        self._require_committer().discard(live)
         self._runs.pop(live.run_id, None)
         self._remote.forget_run(live.run_id)
         for task in live.tasks.values():
             task.cancel()
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
         for handle in live.timers.values():
             handle.cancel()
-        if not live.done.done():
+        if error is not None and not live.done.done():
             live.done.set_exception(error)
             # Whoever awaits the future still gets the error; nobody awaiting it is no bug.
             live.done.exception()
@@ -532,27 +571,49 @@ class Engine:
 
     async def _renew_leases(self) -> None:
         committer = self._require_committer()
+        outage = Outage(log, "renewing leases")
         while True:
             await asyncio.sleep(self.settings.renew_every_s)
-            if self._runs:
-                await committer.call(
-                    self.store.renew_leases, self.owner, self._clock(), self.settings.lease_s
-                )
+            with outage.absorbing():  # a store away stops no loop: the next round tries again
+                await self._lost_runs.release()
+                if self._runs:
+                    await committer.call(
+                        self.store.renew_leases, self.owner, self._clock(), self.settings.lease_s
+                    )
 
     async def _poll(self) -> None:
-        """Pick up cancel requests left in the store, and (if asked) orphaned runs."""
+        """Pick up cancel requests left in the store, workers' results, and (if asked)
+        orphaned runs. A wake-up from the store (a worker's result) reads only the results;
+        the rest waits for its turn, every ``poll_every_s``."""
         committer = self._require_committer()
+        outage = Outage(log, "polling the store")
+        every = self.settings.poll_every_s
+        last_full = 0.0
         while True:
-            await asyncio.sleep(self.settings.poll_every_s)
-            if self._runs:
-                requests = await committer.call(self.store.kv_scan, CANCEL_REQUESTS)
-                for run_id, reason in requests.items():
-                    if self.cancel(run_id, str(reason or "cancelled by request")):
-                        await committer.call(self.store.kv_delete, CANCEL_REQUESTS, run_id)
-                await self._waits.poll(list(self._runs.values()))
-                await self._remote.poll()
-            if self.settings.adopt_orphans:
-                await self._adopt_orphans()
+            woken = await self._nap(every)
+            now = time.monotonic()
+            full = not woken or now - last_full >= every
+            with outage.absorbing():
+                if self._runs and full:
+                    requests = await committer.call(self.store.kv_scan, CANCEL_REQUESTS)
+                    for run_id, reason in requests.items():
+                        if self.cancel(run_id, str(reason or "cancelled by request")):
+                            await committer.call(self.store.kv_delete, CANCEL_REQUESTS, run_id)
+                    await self._waits.poll(list(self._runs.values()))
+                if self._runs:
+                    await self._remote.poll(lapsed=full)
+                if full and self.settings.adopt_orphans:
+                    await self._adopt_orphans()
+            if full:
+                last_full = now
+
+    async def _nap(self, seconds: float) -> bool:
+        """Wait between polls; a worker's result for one of this engine's runs (a wake-up from
+        the store) ends the wait early, and then this says True."""
+        if self._wakeups is None:
+            await asyncio.sleep(seconds)
+            return False
+        return bool(await asyncio.to_thread(self._wakeups.wait, seconds))
 
     async def _adopt_orphans(self) -> None:
         committer = self._require_committer()

@@ -8,6 +8,7 @@ letting the backlog grow without bound. ``wayang queues limit NAME`` sets them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from wayang.engine.runplan import RunPlan
@@ -31,11 +32,18 @@ def run_queues(plan: RunPlan) -> set[str]:
     return {step.queue for step in plan.steps.values() if step.kind == "task"}
 
 
-def check_queue_room(store: Store, plan: RunPlan, tenant: str = DEFAULT_TENANT) -> None:
-    """Refuse a run whose queues are at their ``max_depth``; see the module docstring."""
-    limits: dict[str, Any] = store.kv_scan(QUEUE_LIMITS)
+def check_queue_room(
+    store: Store,
+    plan: RunPlan,
+    tenant: str = DEFAULT_TENANT,
+    limits: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse a run whose queues are at their ``max_depth``; see the module docstring.
+    ``limits``: the queues' limits when the caller has read them already."""
+    if limits is None:
+        limits = store.kv_scan(QUEUE_LIMITS)
     for queue in sorted(run_queues(plan)):
-        max_depth = (limits.get(queue) or {}).get("max_depth")
+        max_depth = max_depth_of(limits, queue)
         if not max_depth:
             continue
         depth = store.queue_depth(queue, tenant)
@@ -46,3 +54,15 @@ def check_queue_room(store: Store, plan: RunPlan, tenant: str = DEFAULT_TENANT) 
                 f"or raise the limit with 'wayang queues limit {queue} --max-depth N'",
                 queue,
             )
+
+
+def max_depth_of(limits: Mapping[str, Any], queue: str) -> int | None:
+    """The ``max_depth`` of ``queue`` in ``limits`` (the ``queue-limits`` namespace), if any."""
+    found = (limits.get(queue) or {}).get("max_depth")
+    return int(found) if found else None
+
+
+def max_running_of(limits: Mapping[str, Any], queue: str) -> int | None:
+    """The ``max_running`` of ``queue`` in ``limits``, if any."""
+    found = (limits.get(queue) or {}).get("max_running")
+    return int(found) if found else None

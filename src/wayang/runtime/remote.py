@@ -97,8 +97,9 @@ class RemoteTasks:
             if entry.live.run_id == run_id:
                 self._drop(task_id)
 
-    async def poll(self) -> None:
-        """Fold in what workers finished, and fail attempts whose workers kept dying."""
+    async def poll(self, *, lapsed: bool = True) -> None:
+        """Fold in what workers finished, and (``lapsed``) fail attempts whose workers kept
+        dying."""
         if not self._outstanding:
             return
         engine = self.engine
@@ -108,6 +109,8 @@ class RemoteTasks:
             if done.task_id in self._outstanding:
                 message = finished_from_record(done.step_id, done.attempt, done.result)
                 self._settle(done.task_id, message, finished=False)
+        if not lapsed:
+            return
         now = engine._clock()
         for task in await committer.call(store.lapsed_tasks, owner, now, self.max_claims):
             if task.task_id in self._outstanding:

@@ -7,6 +7,15 @@ fencing token. A heartbeat renews its leases and tells it which tasks it still h
 taken from it (the run was cancelled, or the lease lapsed and another worker has it) is stopped.
 A completion the store refuses (a stale token) is dropped: the first completion recorded wins.
 
+Every claim and every result is a transaction, so the loop spends them with care. It claims once
+at least half its slots are free, or sooner when no result is on its way to the store (a slot
+that frees while others are about to waits for them, and one claim takes them all). Results are
+recorded on several connections at once, so their commits share the server's disk flushes. On a
+store that sends wake-ups (PostgreSQL's LISTEN/NOTIFY) an idle worker claims as soon as a task is
+queued for it, and asks unprompted only every ``wakeup_poll_s``. Without them (SQLite, or while
+the server restarts) an empty queue is asked again soon after the worker last had work (a step's
+successor usually follows its result), then less and less often, down to ``idle_poll_s``.
+
 The worker talks to the store through a :class:`WorkerLink`: the store itself, or a server over
 HTTP for hosts that must not reach the database (``wayang worker --server URL``).
 """
@@ -29,6 +38,7 @@ from wayang import __version__
 from wayang.engine.messages import TaskFinished
 from wayang.executors.base import Executor, TaskResult
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
+from wayang.runtime.outage import RETRY_MAX_S, Outage
 from wayang.runtime.owner import new_owner_id
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.records import result_record
@@ -38,8 +48,11 @@ from wayang.store.port import (
     ClaimedTask,
     LogLine,
     Store,
+    Wakeable,
+    Wakeups,
     WorkerBeat,
     WorkerRecord,
+    task_wakeup,
 )
 
 log = logging.getLogger("wayang.worker")
@@ -82,8 +95,14 @@ class WorkerSettings:
     lease_s: float = 15.0
     heartbeat_every_s: float = 3.0
     idle_poll_s: float = 0.2
+    # With wake-ups from the store, an idle worker still asks this often (a wake-up may be lost).
+    wakeup_poll_s: float = 2.0
+    # The first pause after work; each empty claim doubles it, up to idle_poll_s.
+    busy_poll_s: float = 0.005
     drain_s: float = 30.0
     max_claims: int = DEFAULT_MAX_CLAIMS
+    # Store calls at once (results, claims, heartbeats): keep within the store's pool.
+    store_calls: int = 4
 
     def offers(self) -> frozenset[str]:
         return offer_tokens(self.capabilities, self.labels)
@@ -94,6 +113,8 @@ class _Running:
     task: ClaimedTask
     job: asyncio.Task[None]
     logs: list[LogLine] = field(default_factory=list)
+    reporting: bool = False
+    """The step ended and its result is on its way: stopping the job would only lose count."""
 
 
 @dataclass
@@ -126,10 +147,16 @@ class Worker:
         self._on_task = on_task
         self._offers = settings.offers()
         self._running: dict[str, _Running] = {}
+        self._reporting = 0  # tasks whose results are on their way to the store
+        self._finished = 0  # tasks finished so far (a change means recent work)
         self._limits: dict[str, Any] = {}
-        self._io = ThreadPoolExecutor(2, thread_name_prefix="wayang-worker-io")
+        self._io = ThreadPoolExecutor(
+            max(2, settings.store_calls), thread_name_prefix="wayang-worker-io"
+        )
         self._state = "running"
         self._freed = asyncio.Event()
+        self._wakeups: Wakeups | None = None
+        self._claims = Outage(log, "claiming tasks", cap=min(RETRY_MAX_S, settings.lease_s / 3))
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -140,12 +167,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: finish what runs within ``drain_s``."""
         await self._register()
+        if isinstance(self.link, Wakeable):
+            self._wakeups = self.link.wakeups({task_wakeup(q) for q in self.settings.queues})
         beats = asyncio.create_task(self._heartbeats(), name="wayang-worker-heartbeat")
         try:
             await self._claim_loop(stop)
             self._state = "draining"
             await self._drain()
         finally:
+            if self._wakeups is not None:
+                await asyncio.to_thread(self._wakeups.close)
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
@@ -186,23 +217,59 @@ class Worker:
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         settings = self.settings
+        pause = settings.busy_poll_s
         while not stop.is_set():
-            claimed = 0
-            for queue in settings.queues:
-                free = settings.slots - len(self._running)
-                if free <= 0:
-                    break
-                tasks = await self._claim(queue, free)
-                claimed += len(tasks)
-                for task in tasks:
-                    self._start(task)
-            if len(self._running) >= settings.slots:
-                self._freed.clear()
-                await _first_of(stop.wait(), self._freed.wait())
-            elif not claimed:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(settings.idle_poll_s):
-                        await stop.wait()
+            await self._until_worth_claiming(stop)
+            asked, got = await self._claim_free(stop)
+            if got:
+                pause = settings.busy_poll_s
+                if got == asked:
+                    continue  # every slot asked for was filled: more may wait
+            # The queues ran dry. With wake-ups the store says when a task is queued; without,
+            # ask again soon after the last work (a successor follows), then less often.
+            finished = self._finished
+            await self._idle(stop, settings.wakeup_poll_s if self._listening() else pause)
+            active = self._finished != finished
+            pause = settings.busy_poll_s if active else min(pause * 2, settings.idle_poll_s)
+
+    async def _claim_free(self, stop: asyncio.Event) -> tuple[int, int]:
+        """Claim for every free slot, queue by queue; how many were asked for, and got."""
+        asked = got = 0
+        for queue in self.settings.queues:
+            free = self.settings.slots - len(self._running)
+            if free <= 0 or stop.is_set():
+                break
+            tasks = await self._claim(queue, free)
+            asked, got = asked + free, got + len(tasks)
+            for task in tasks:
+                self._start(task)
+        return asked, got
+
+    async def _until_worth_claiming(self, stop: asyncio.Event) -> None:
+        """Wait until half the slots are free, or some are and no other is about to be (its
+        task's result on its way to the store): one claim then takes them all."""
+        slots = self.settings.slots
+        while not stop.is_set():
+            free = slots - len(self._running)
+            if free >= max(1, slots // 2) or (free > 0 and not self._reporting):
+                return
+            self._freed.clear()
+            await _first_of(stop.wait(), self._freed.wait())
+
+    def _listening(self) -> bool:
+        """Whether the store wakes this worker when a task is queued for it."""
+        return self._wakeups is not None and self._wakeups.listening
+
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait ``seconds``, or until stopped, or woken by the store: a task was queued (or
+        wake-ups started or stopped coming, which changes how long to wait)."""
+        wakeups = self._wakeups
+        if wakeups is not None:
+            await _first_of(stop.wait(), asyncio.to_thread(wakeups.wait, seconds))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await stop.wait()
 
     async def _claim(self, queue: str, free: int) -> list[ClaimedTask]:
         limits = self._limits.get(queue) or {}
@@ -219,10 +286,10 @@ class Worker:
                 max_claims=self.settings.max_claims,
                 max_running=int(max_running) if max_running is not None else None,
             )
-        except Exception as exc:  # the store is away: say so, and try again after a pause
-            log.warning("cannot claim from queue %s: %s", queue, exc)
-            await asyncio.sleep(min(5.0, self.settings.lease_s / 3))
+        except Exception as exc:  # the store is away: say so once, try again with backoff
+            await asyncio.sleep(self._claims.failed(exc))
             return []
+        self._claims.recovered()
         return found
 
     def _start(self, task: ClaimedTask) -> None:
@@ -253,9 +320,13 @@ class Worker:
         finally:
             if scratch:
                 shutil.rmtree(cwd, ignore_errors=True)
+        self._reporting += 1
+        running.reporting = True
         try:
             await self._report(running, result, started)
         finally:
+            self._reporting -= 1
+            self._finished += 1
             self._running.pop(task.task_id, None)
             self._freed.set()
 
@@ -320,7 +391,7 @@ class Worker:
                 continue
             for task_id in before - held:
                 running = self._running.get(task_id)
-                if running is not None and not running.job.done():
+                if running is not None and not running.reporting and not running.job.done():
                     log.info("%s was taken from this worker; stopping it", task_id)
                     running.job.cancel()
 

@@ -4,7 +4,7 @@ Code that needs a store depends on :class:`Store` from :mod:`wayang.store.port` 
 one from :func:`open_store`; only the composition root names an adapter.
 """
 
-from wayang.store.port import ConcurrencyError, Store, StoreError
+from wayang.store.port import ConcurrencyError, Store, StoreError, StoreUnavailableError
 from wayang.store.sqlite import SQLiteStore
 from wayang.store.urls import default_store_path, open_store
 
@@ -13,6 +13,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "default_store_path",
     "open_store",
 ]

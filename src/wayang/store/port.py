@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from wayang.errors import WayangError
 
@@ -31,6 +31,19 @@ DEFAULT_MAX_CLAIMS = 3
 
 class StoreError(WayangError):
     """The store cannot do what was asked (corrupt file, newer schema, unreachable server)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached right now: the server is down or restarting, or it dropped
+    the connection. The same call may succeed later; callers that can wait retry with backoff.
+
+    ``in_doubt``: the connection was lost while the transaction was committing, so it may have
+    committed. Otherwise nothing was written and the call is safe to repeat.
+    """
+
+    def __init__(self, message: str, *, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
 
 
 class ConcurrencyError(StoreError):
@@ -413,6 +426,48 @@ class DeliveryCommit:
     cursor: int
 
 
+def task_wakeup(queue: str) -> str:
+    """What a worker of ``queue`` waits for: a worker's task was queued there."""
+    return f"task:{queue}"
+
+
+def completion_wakeup(owner: str) -> str:
+    """What the engine ``owner`` waits for: a worker recorded the result of one of its runs."""
+    return f"completion:{owner}"
+
+
+class Wakeups(Protocol):
+    """News from the store for one listener, so it need not poll as often.
+
+    A wake-up is a hint, never the data: it says "look now" (a task was queued, a result was
+    recorded) and the listener reads the store as it would on a poll. Wake-ups may be lost
+    (while the store is away), so listeners keep polling, just more slowly while
+    ``listening``. A wake-up that comes while nobody waits is kept for the next :meth:`wait`.
+    """
+
+    @property
+    def listening(self) -> bool:
+        """Whether wake-ups come now; while not, the listener should poll at its usual pace."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block (a thread) until a wake-up or ``timeout`` seconds; whether one came. Returns at
+        once, True, when news came since the last call or listening started or stopped."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Wakeable(Protocol):
+    """Something that may wake its callers: a store, or a link standing in for one."""
+
+    def wakeups(self, kinds: Collection[str]) -> Wakeups | None:
+        """Wake-ups for news of ``kinds`` (:func:`task_wakeup`, :func:`completion_wakeup`), or
+        None if this store cannot tell (its callers poll). Close them when done."""
+        ...
+
+
 class Store(Protocol):
     """The primitives. Every method is one transaction; ``commit`` takes many runs' appends."""
 
@@ -550,5 +605,8 @@ class Store(Protocol):
     def kv_delete(self, namespace: str, key: str) -> None: ...
     def kv_scan(self, namespace: str) -> dict[str, Any]: ...
     def kv_namespaces(self, prefix: str) -> list[str]: ...
+
+    # wake-ups instead of some polling (PostgreSQL's LISTEN/NOTIFY); None if the store has none
+    def wakeups(self, kinds: Collection[str]) -> Wakeups | None: ...
 
     def close(self) -> None: ...

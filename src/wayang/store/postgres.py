@@ -21,14 +21,25 @@ COMMITTED. The statements are written so that this is enough:
   are paged by seq per run, so writers of a run's lines take that run's lock the same way.
   Advisory locks are taken first in a transaction, in key order, before any row lock.
 
+Transactions that queue a worker's task or record a worker's result also send a NOTIFY (see
+:mod:`wayang.store.postgres_wakeups`), delivered at commit: idle workers and engines wake at once
+instead of at their next poll.
+
+A server that goes away (restarts, or ends the sessions) shows as a
+:class:`~wayang.store.port.StoreUnavailableError`, in doubt if the connection was lost while a
+transaction was committing; the pool's idle connections are checked at once then, so the broken
+ones are replaced instead of failing one call each. Callers that can wait retry with backoff.
+
 Nothing about runs is cached in the process: memory does not grow with the number of runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -42,6 +53,7 @@ from wayang.store.port import (
     NewSignal,
     NewTopicMessage,
     StoreError,
+    task_wakeup,
 )
 from wayang.store.postgres_connection import (
     Connection,
@@ -53,11 +65,20 @@ from wayang.store.postgres_connection import (
     prepare,
     queries,
     translate,
+    unavailable,
 )
 from wayang.store.postgres_deliveries import DeliveriesMixin
+from wayang.store.postgres_wakeups import PostgresWakeups, channel_name
 from wayang.store.sql_shared import SharedStatements
 
 _by_key = itemgetter(0)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a write transaction got: until COMMIT is sent, a failure left nothing behind."""
+
+    committing: bool = False
 
 
 class PostgresStore(DeliveriesMixin, SharedStatements):
@@ -70,8 +91,10 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self._sql = queries()
         self.schema = prepare(self._target)
         self._topic_lock = lock_key("topics", self.schema)
+        self.channel = channel_name(self.schema)
         self._close_lock = threading.Lock()
         self._closed = False
+        self._listeners: list[PostgresWakeups] = []
         self._pool = open_pool(self._target)
 
     def __repr__(self) -> str:
@@ -80,14 +103,24 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
     # ------------------------------------------------------------------ transactions
 
     @contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Let no driver or pool error escape untranslated."""
+    def _translated(self, progress: _Progress | None = None) -> Iterator[None]:
+        """Let no driver or pool error escape untranslated; one raised while ``progress`` says
+        the transaction is committing leaves the commit in doubt."""
         if self._closed:
             raise StoreError(f"the store {self.where} is closed")
         try:
             yield
         except psycopg.Error as exc:
-            raise translate(exc, self.where) from exc
+            if unavailable(exc):
+                self._check_pool()
+            committing = progress is not None and progress.committing
+            raise translate(exc, self.where, committing=committing) from exc
+
+    def _check_pool(self) -> None:
+        """After a lost connection, test the idle ones at once (a restarted server broke them
+        all): broken ones are replaced in the background instead of failing a call each."""
+        with contextlib.suppress(Exception):
+            self._pool.check()
 
     @contextmanager
     def _write(self, locks: Iterable[int] = ()) -> Iterator[Connection]:
@@ -95,11 +128,13 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
 
         ``locks`` are advisory lock keys taken first, in key order (see the module docstring).
         """
-        with self._translated(), self._pool.connection() as conn, conn.transaction():
+        progress = _Progress()
+        with self._translated(progress), self._pool.connection() as conn, conn.transaction():
             keys = sorted(set(locks))
             if keys:
                 conn.execute(self._sql["take_locks"], {"keys": keys})
             yield conn
+            progress.committing = True  # the body is done: leaving the block sends COMMIT
 
     def _text_array(self, values: list[str]) -> Any:
         return values
@@ -147,6 +182,8 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = {run_id: self._advance(conn, move, now) for run_id, move in moves}
         self._many(conn, "insert_task", (rows.task_params(t) for a in appends for t in a.tasks))
+        queues = sorted({t.queue for a in appends for t in a.tasks if t.owner is None})
+        self._notify(conn, map(task_wakeup, queues))
         for append in appends:
             if append.timers or append.cancel_timers:
                 self._apply_timers(conn, append)
@@ -222,7 +259,25 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             append.run_id,
         )
 
-    # ------------------------------------------------------------------ tasks
+    # ------------------------------------------------------------------ tasks and wake-ups
+
+    def _notify(self, conn: Connection, payloads: Iterable[str]) -> None:
+        """Tell listeners, once the transaction commits (see postgres_wakeups)."""
+        channel = self.channel
+        self._many(conn, "notify", ({"channel": channel, "payload": p} for p in payloads))
+
+    def _task_completed(self, conn: Connection, task_id: str) -> None:
+        conn.execute(self._sql["notify_completion"], {"channel": self.channel, "task_id": task_id})
+
+    def wakeups(self, kinds: Collection[str]) -> PostgresWakeups:
+        """Wake-ups on a LISTEN connection of their own, closed with the store at the latest."""
+        listener = PostgresWakeups(self._target.conninfo, self.channel, kinds, self.where)
+        with self._close_lock:
+            if self._closed:
+                listener.close()
+                raise StoreError(f"the store {self.where} is closed")
+            self._listeners = [*(w for w in self._listeners if not w.closed), listener]
+        return listener
 
     # ------------------------------------------------------------------ timers
 
@@ -299,4 +354,6 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             if self._closed:
                 return
             self._closed = True
+        for listener in self._listeners:
+            listener.close()
         self._pool.close()

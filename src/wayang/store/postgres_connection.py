@@ -37,7 +37,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from wayang.store import rows, sql_files
-from wayang.store.port import LogLine, StoreError
+from wayang.store.port import LogLine, StoreError, StoreUnavailableError
 
 DIALECT = "postgresql"
 SCHEMES = ("postgresql", "postgres")
@@ -365,18 +365,45 @@ _MESSAGES: tuple[tuple[type[BaseException], str], ...] = (
     (
         psycopg.OperationalError,
         "lost the connection to the store {where} ({detail}): the server went away or "
-        "restarted; a write in flight may not have been committed, try again once it is back",
+        "restarted; try again once it is back",
     ),
 )
+_IN_DOUBT = (
+    " The connection was lost while a transaction was committing: it may or may not have "
+    "been committed."
+)
+# SQLSTATEs of a server going away or not taking connections now (besides class 08, connection
+# exceptions): an administrator's or a crash's shutdown, a server starting or stopping, a server
+# out of connection slots.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
-def translate(exc: BaseException, where: str) -> StoreError:
-    """Turn a driver or pool error into a :class:`StoreError` that says what happened."""
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server cannot be reached now, so the same call may succeed
+    later: a lost or refused connection, a server shutting down or starting, no pooled
+    connection in time. Anything else (a constraint, a syntax error, a cancelled statement, a
+    closed store) would fail again."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, PoolClosed) or not isinstance(exc, psycopg.OperationalError):
+        return False
+    # Client-side failures (connection refused, server closed the connection) carry no state.
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
+
+
+def translate(exc: BaseException, where: str, *, committing: bool = False) -> StoreError:
+    """Turn a driver or pool error into a :class:`StoreError` that says what happened: a
+    :class:`StoreUnavailableError` when trying again later may work, in doubt when the
+    connection was lost while ``committing``."""
     detail = _first_line(exc)
-    for kind, template in _MESSAGES:
-        if isinstance(exc, kind):
-            return StoreError(template.format(where=where, detail=detail))
-    return StoreError(f"the store {where} failed: {detail}")
+    message = next(
+        (template for kind, template in _MESSAGES if isinstance(exc, kind)),
+        "the store {where} failed: {detail}",
+    ).format(where=where, detail=detail)
+    if not unavailable(exc):
+        return StoreError(message)
+    return StoreUnavailableError(message + (_IN_DOUBT if committing else ""), in_doubt=committing)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -218,9 +218,15 @@ class SharedStatements:
         }
         with self._write() as conn:
             done = conn.execute(self._sql["complete_task"], params).rowcount == 1
-            if not done:
+            if done:
+                self._task_completed(conn, task_id)
+            else:
                 conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
         return bool(done)
+
+    def _task_completed(self, conn: Any, task_id: str) -> None:
+        """Within the transaction completing ``task_id``: tell listeners (PostgreSQL's NOTIFY).
+        Nothing by default: without wake-ups, engines poll."""
 
     def duplicate_completions(self) -> int:
         """How many completions were rejected (stale token, or the task already completed)."""
@@ -272,9 +278,12 @@ class SharedStatements:
         return int(self._rows("queue_depth", {"queue": queue, "tenant": tenant})[0][0])
 
     def register_worker(self, worker: WorkerRecord) -> None:
-        """Record a worker that starts (or starts again under the same id)."""
+        """Record a worker that starts (or starts again under the same id: the tasks an
+        earlier process of that id still held lapse now, to be claimed again)."""
+        lapse = {"owner": worker.worker_id, "now": worker.started_at}
         with self._write() as conn:
             conn.execute(self._sql["register_worker"], rows.worker_params(worker))
+            conn.execute(self._sql["lapse_worker_tasks"], lapse)
 
     def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]:
         """Note the worker alive, extend the leases of its tasks, and return the ids of the

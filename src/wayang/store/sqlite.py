@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,10 @@ class SQLiteStore(DeliveriesMixin, SharedStatements):
                 "temp_store": _TEMP_STORES[read("PRAGMA temp_store").fetchone()[0]],
                 "schema_version": read("PRAGMA user_version").fetchone()[0],
             }
+
+    def wakeups(self, kinds: Collection[str]) -> None:
+        """None: SQLite cannot tell other processes anything, so they poll the file."""
+        return None
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""

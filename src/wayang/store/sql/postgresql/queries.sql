@@ -226,6 +226,19 @@ UPDATE tasks
 SET status = 'completed', result = :result, completed_at = :now, lease_expires_at = NULL
 WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_token;
 
+-- Wake-ups (NOTIFY): delivered to listeners only when the transaction commits, and only once
+-- per channel and payload however often a transaction sends it. Payloads say what happened to
+-- whom ("task:<queue>", "completion:<engine>"), so a listener decides without a query.
+-- name: notify
+SELECT pg_notify(:channel, :payload);
+
+-- The engine driving the run of a task a worker just completed hears of it.
+-- name: notify_completion
+SELECT pg_notify(:channel, 'completion:' || r.owner)
+FROM tasks AS t
+JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.task_id = :task_id AND r.owner IS NOT NULL;
+
 -- name: completions
 SELECT task_id, run_id, step_id, attempt, result, completed_at
 FROM tasks
@@ -284,6 +297,21 @@ WITH held AS (
 )
 UPDATE tasks
 SET lease_expires_at = :lease_expires_at
+FROM held
+WHERE tasks.task_id = held.task_id AND tasks.status = 'claimed';
+
+-- A worker starting under an id that holds tasks (an earlier process with that id, killed)
+-- runs none of them: their leases end now, so they are claimed again at once rather than
+-- renewed for ever by the new process's heartbeats.
+-- name: lapse_worker_tasks
+WITH held AS (
+    SELECT task_id FROM tasks
+    WHERE owner = :owner AND status = 'claimed'
+    ORDER BY task_id
+    FOR UPDATE
+)
+UPDATE tasks
+SET lease_expires_at = :now
 FROM held
 WHERE tasks.task_id = held.task_id AND tasks.status = 'claimed';
 

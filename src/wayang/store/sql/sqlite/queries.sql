@@ -220,6 +220,14 @@ UPDATE tasks
 SET lease_expires_at = :lease_expires_at
 WHERE owner = :owner AND status = 'claimed';
 
+-- A worker starting under an id that holds tasks (an earlier process with that id, killed)
+-- runs none of them: their leases end now, so they are claimed again at once rather than
+-- renewed for ever by the new process's heartbeats.
+-- name: lapse_worker_tasks
+UPDATE tasks
+SET lease_expires_at = :now
+WHERE owner = :owner AND status = 'claimed';
+
 -- name: requeue_expired
 UPDATE tasks
 SET status = 'queued', owner = NULL, lease_expires_at = NULL
