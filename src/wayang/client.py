@@ -9,6 +9,9 @@ on (``Client(socket=path)``)::
         for name, data in client.stream(accepted.run_id):
             ...
 
+A worker on a host that must not reach the store works through a server with
+:class:`HttpWorkerLink` (``wayang worker --server URL``).
+
 The errors, below :class:`~wayang.errors.WayangError`::
 
     WayangError
@@ -20,8 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -31,6 +40,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wayang import wire
 from wayang.errors import Diagnostic, Severity, UsageError, WayangError
+from wayang.runtime.queues import QUEUE_LIMITS
+from wayang.store.port import DEFAULT_MAX_CLAIMS, ClaimedTask, LogLine, WorkerBeat, WorkerRecord
 
 T = TypeVar("T")
 A = TypeVar("A", bound=BaseModel)
@@ -38,6 +49,7 @@ A = TypeVar("A", bound=BaseModel)
 SOCKET_BASE_URL = "http://wayang"
 API = "/api/v1"
 PROBLEM_BASE = "https://wayang.dev/problems/"
+log = logging.getLogger("wayang.worker")
 
 
 class ApiError(WayangError):
@@ -336,6 +348,26 @@ class Client:
     def replay(self, letter_id: str) -> wire.Replayed:
         return self._post(wire.Replayed, f"/dlq/{_part(letter_id, safe='/')}/replay")
 
+    # ------------------------------------------------------------------ workers
+
+    def register_worker(self, hello: wire.WorkerHello) -> wire.WorkerRegistered:
+        return self._post(wire.WorkerRegistered, "/workers/register", hello)
+
+    def heartbeat_worker(self, beat: wire.WorkerHeartbeat) -> wire.HeldTasks:
+        return self._post(wire.HeldTasks, "/workers/heartbeat", beat)
+
+    def claim_tasks(self, ask: wire.ClaimTasks) -> wire.ClaimedTasks:
+        return self._post(wire.ClaimedTasks, "/tasks/claim", ask)
+
+    def complete_task(self, result: wire.CompleteTask) -> wire.TaskCompleted:
+        return self._post(wire.TaskCompleted, "/tasks/complete", result)
+
+    def append_task_logs(self, logs: wire.TaskLogs) -> wire.LogsAppended:
+        return self._post(wire.LogsAppended, "/tasks/logs", logs)
+
+    def queue_limits(self) -> wire.QueueLimits:
+        return self._get(wire.QueueLimits, "/queues/limits")
+
     # ------------------------------------------------------------------ plumbing
 
     def _headers(self) -> dict[str, str]:
@@ -378,6 +410,204 @@ class Client:
                 "one with 'wayang server', fix --server or $WAYANG_SERVER, or work without a "
                 "server: --no-server"
             ) from None
+
+
+class HttpWorkerLink:
+    """A worker's way to the store through a server (``wayang worker --server URL``): what
+    :class:`~wayang.runtime.worker.WorkerLink` asks for, over the worker routes of the API.
+
+    The server's clock decides leases: the ``now`` the worker passes is not sent. A failure
+    that may pass (no answer, a 5xx, a 429) raises, and the worker tries again as it does with
+    the store; a claim or a batch of output is first repeated here, with the same request id,
+    so a lost answer costs nothing. A refusal that will not pass (401, 403, a route the server
+    lacks, a request it cannot take) is final: ``on_refused`` hears of it once, ``refused``
+    keeps it, and from then on claims and heartbeats raise it while results and output are
+    dropped (their leases lapse and another worker runs the tasks), until the worker stops.
+    """
+
+    PAUSES = (0.1, 0.2)
+    """Seconds between the tries of a claim or a batch of output."""
+
+    def __init__(
+        self, client: Client, *, on_refused: Callable[[ApiError], None] | None = None
+    ) -> None:
+        self.client = client
+        self.on_refused = on_refused
+        self.refused: ApiError | None = None
+        self._refusing = threading.Lock()
+
+    def register_worker(self, worker: WorkerRecord) -> None:
+        hello = wire.WorkerHello(
+            worker_id=worker.worker_id,
+            host=worker.host,
+            pid=worker.pid,
+            version=worker.version,
+            capabilities=list(worker.capabilities),
+            labels=dict(worker.labels),
+            queues=list(worker.queues),
+            slots=worker.slots,
+        )
+        self._call(self.client.register_worker, hello)
+
+    def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]:
+        said = wire.WorkerHeartbeat(
+            worker_id=beat.worker_id,
+            state=beat.state,
+            running=beat.running,
+            done=beat.done,
+            failed=beat.failed,
+            lease_s=lease_s,
+        )
+        return self._call(self.client.heartbeat_worker, said).held
+
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float,
+        limit: int = 1,
+        queue: str = "default",
+        *,
+        offers: Collection[str] | None = None,
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        max_running: int | None = None,
+    ) -> list[ClaimedTask]:
+        if offers is None:
+            raise UsageError("a worker over HTTP claims only what it offers: pass its offers")
+        ask = wire.ClaimTasks(
+            worker_id=owner,
+            queue=queue,
+            limit=limit,
+            offers=sorted(offers),
+            lease_s=lease_s,
+            max_claims=max_claims,
+            max_running=max_running,
+            request_id=uuid.uuid4().hex,
+        )
+        found = self._call(self._repeating, self.client.claim_tasks, ask)
+        return [_claimed(view, owner) for view in found.tasks]
+
+    def complete(
+        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
+    ) -> bool:
+        body = wire.CompleteTask(task_id=task_id, fencing_token=fencing_token, result=result)
+        found = self._result(self.client.complete_task, body, f"the result of {task_id}")
+        return found is not None and found.counted
+
+    def append_logs(self, lines: Sequence[LogLine]) -> None:
+        if not lines:
+            return
+        views = [
+            wire.TaskLogLine(
+                run_id=line.run_id,
+                step_id=line.step_id,
+                attempt=line.attempt,
+                stream=line.stream,
+                line=line.line,
+                at=datetime.fromtimestamp(line.at, UTC),
+            )
+            for line in lines
+        ]
+        body = wire.TaskLogs(lines=views, request_id=_digest(views))
+        self._result(self._append, body, "output")
+
+    def _append(self, body: wire.TaskLogs) -> wire.LogsAppended:
+        return self._repeating(self.client.append_task_logs, body)
+
+    def kv_scan(self, namespace: str) -> dict[str, Any]:
+        if namespace != QUEUE_LIMITS:
+            raise UsageError(f"a server tells workers the {QUEUE_LIMITS!r} only, not {namespace!r}")
+        limits = self._call(self.client.queue_limits).limits
+        return {queue: limit.model_dump(exclude_none=True) for queue, limit in limits.items()}
+
+    def wakeups(self, kinds: Collection[str]) -> None:
+        """None: no wake-ups come over HTTP, so the worker polls."""
+        return None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, fn: Callable[..., T], *args: Any, dropping: bool = False) -> T:
+        """``fn(*args)``. A final refusal is remembered, and raised again by every later call;
+        ``dropping``: only 401, 403, 404 and 405 are final (any other 4xx drops one result)."""
+        if self.refused is not None:
+            raise _again(self.refused)
+        try:
+            return fn(*args)
+        except ApiError as exc:
+            if exc.status in FINAL_REFUSALS or not (dropping or _passing(exc)):
+                self._refuse(exc)
+            raise
+        except ServerUnavailableError as exc:
+            raise ServerUnavailableError(
+                f"the Wayang server at {self.client.where} did not answer "
+                f"({exc.__context__ or exc})"
+            ) from None
+
+    def _result(self, fn: Callable[[A], T], body: A, what: str) -> T | None:
+        """Send a result or output; None when it was dropped (refused for good)."""
+        if self.refused is not None:
+            return None
+        try:
+            return self._call(fn, body, dropping=True)
+        except ApiError as exc:
+            if _passing(exc):
+                raise
+            if exc.status not in FINAL_REFUSALS:
+                log.error("the server refused %s: %s", what, exc)
+            return None
+
+    def _refuse(self, exc: ApiError) -> None:
+        with self._refusing:  # the worker calls from several threads
+            first = self.refused is None
+            self.refused = self.refused or exc
+        if first and self.on_refused is not None:
+            self.on_refused(exc)
+
+    def _repeating(self, fn: Callable[[A], T], body: A) -> T:
+        """``fn(body)``, repeated a few times while the failure may pass (same request id)."""
+        for pause in self.PAUSES:
+            try:
+                return fn(body)
+            except (ServerUnavailableError, ApiError) as exc:
+                if isinstance(exc, ApiError) and not _passing(exc):
+                    raise
+                time.sleep(pause)
+        return fn(body)
+
+
+PASSING = frozenset({408, 425, 429})
+"""4xx statuses that may pass: the same request may succeed later (so do all 5xx)."""
+FINAL_REFUSALS = frozenset({401, 403, 404, 405})
+
+
+def _passing(exc: ApiError) -> bool:
+    """Whether the request may succeed if sent again later."""
+    return not 400 <= exc.status < 500 or exc.status in PASSING
+
+
+def _again(exc: ApiError) -> ApiError:
+    return ApiError(exc.status, exc.type, exc.title, exc.detail, errors=exc.errors, body=exc.body)
+
+
+def _claimed(view: wire.ClaimedTaskView, owner: str) -> ClaimedTask:
+    return ClaimedTask(
+        task_id=view.task_id,
+        run_id=view.run_id,
+        step_id=view.step_id,
+        attempt=view.attempt,
+        idempotency_key=view.idempotency_key,
+        payload=view.payload,
+        owner=owner,
+        fencing_token=view.fencing_token,
+        lease_expires_at=datetime.fromisoformat(view.lease_expires_at).timestamp(),
+        tenant=view.tenant,
+    )
+
+
+def _digest(lines: Sequence[wire.TaskLogLine]) -> str:
+    """The request id of a batch of output: the same lines, the same id (a repeat)."""
+    text = json.dumps([line.model_dump(mode="json") for line in lines], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _ask(model: type[A], **fields: Any) -> A:
@@ -448,4 +678,4 @@ class _EventParser:
         return name, json.loads(text)
 
 
-__all__ = ["ApiError", "Client", "ServerUnavailableError", "diagnostic_of"]
+__all__ = ["ApiError", "Client", "HttpWorkerLink", "ServerUnavailableError", "diagnostic_of"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -375,6 +375,133 @@ class Replayed(Reply):
     id: str
     run_id: str | None = None
     delivery_id: str | None = None
+
+
+# ------------------------------------------------------------------------------ workers
+# The worker protocol (``wayang worker --server URL``; docs/workers.md): the server stands in
+# for the store, and its clock, not the worker's, decides leases.
+
+MAX_LEASE_S = 3600.0
+MAX_LOG_LINES = 10_000
+
+
+class WorkerHello(Ask):
+    """A worker that starts: who it is and what it offers. Registering again under the same
+    id hands back the tasks an earlier process of that id still held."""
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    host: str = ""
+    pid: int = 0
+    version: str = ""
+    capabilities: list[str] = []
+    labels: dict[str, str] = {}
+    queues: list[str] = Field(default=["default"], min_length=1)
+    slots: int = Field(ge=1)
+
+
+class WorkerRegistered(Reply):
+    worker_id: str
+    registered_at: str
+    """When the server recorded it (its own clock)."""
+
+
+class WorkerHeartbeat(Ask):
+    """A worker alive: its state and counts now; its leases are renewed for ``lease_s``."""
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    state: Literal["running", "draining", "stopped"] = "running"
+    running: int = Field(default=0, ge=0)
+    done: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    lease_s: float = Field(gt=0, le=MAX_LEASE_S)
+
+
+class HeldTasks(Reply):
+    """The tasks the worker still holds: one it runs that is not here was taken from it."""
+
+    held: list[str]
+
+
+class ClaimTasks(Ask):
+    """Lease up to ``limit`` tasks of ``queue`` whose needs are all in ``offers``.
+
+    ``max_running`` may only tighten the queue's own limit, which the server applies anyway.
+    ``request_id``: a repeat with the same id (its answer was lost) gets the first answer."""
+
+    worker_id: str = Field(min_length=1, max_length=200)
+    queue: str = "default"
+    limit: int = Field(default=1, ge=1, le=1000)
+    offers: list[str]
+    lease_s: float = Field(gt=0, le=MAX_LEASE_S)
+    max_claims: int = Field(default=3, ge=1)
+    max_running: int | None = Field(default=None, ge=0)
+    request_id: str = Field(default="", max_length=200)
+
+
+class ClaimedTaskView(Reply):
+    """A task leased to the worker; its result is recorded only with its ``fencing_token``."""
+
+    task_id: str
+    run_id: str
+    step_id: str
+    attempt: int
+    idempotency_key: str
+    payload: dict[str, Any]
+    fencing_token: int
+    lease_expires_at: str
+    tenant: str = "default"
+
+
+class ClaimedTasks(Reply):
+    tasks: list[ClaimedTaskView]
+
+
+class CompleteTask(Ask):
+    """A task's result. A repeat (its answer was lost) gets the first answer."""
+
+    task_id: str = Field(min_length=1)
+    fencing_token: int
+    result: dict[str, Any]
+
+
+class TaskCompleted(Reply):
+    """Whether the result counted: ``false`` when the token is stale (the task was taken from
+    the worker, or already has a result): the worker drops it."""
+
+    task_id: str
+    counted: bool
+
+
+class TaskLogLine(Ask):
+    run_id: str
+    step_id: str
+    attempt: int
+    stream: str
+    line: str
+    at: AwareDatetime
+    """When the worker saw the line (its clock), ISO-8601 with a time zone."""
+
+
+class TaskLogs(Ask):
+    """Lines of output of tasks the worker runs. ``request_id``: as for a claim."""
+
+    lines: list[TaskLogLine] = Field(max_length=MAX_LOG_LINES)
+    request_id: str = Field(default="", max_length=200)
+
+
+class LogsAppended(Reply):
+    appended: int
+
+
+class QueueLimit(Reply):
+    max_running: int | None = None
+    max_depth: int | None = None
+
+
+class QueueLimits(Reply):
+    """The task queues' limits, by queue (those without limits are left out)."""
+
+    limits: dict[str, QueueLimit]
 
 
 # ------------------------------------------------------------------------------ health

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import json_text, open_app
+from wayang.cli.driver import STORE_KEY, json_text, open_app
 from wayang.cli.run_render import print_rows
+from wayang.client import ApiError, Client, HttpWorkerLink
 from wayang.errors import UsageError
 from wayang.model.placement import LOCAL_CAPABILITIES
+from wayang.runtime.liveness import worker_state
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.worker import Worker, WorkerSettings, store_link
+from wayang.server.locate import TOKEN_VARIABLE, read_token
 from wayang.store.port import QueueStats, WorkerRecord
 
-LOST_AFTER_S = 45.0
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -81,6 +86,26 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     show_default=True,
     help="Seconds running tasks get on SIGTERM before they are handed back.",
 )
+@click.option(
+    "--server",
+    "server_url",
+    metavar="URL",
+    default=None,
+    help="Work through the Wayang server at URL instead of the store (hosts that must not "
+    "reach the database).",
+)
+@click.option(
+    "--token",
+    default=None,
+    help="The server's API token [default: $WAYANG_API_TOKEN]; --token-file keeps it out of "
+    "the process list.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the server's API token.",
+)
 @pass_cli
 def worker(
     cli: CliContext,
@@ -92,9 +117,13 @@ def worker(
     worker_id: str,
     lease_s: float,
     drain_s: float,
+    server_url: str | None,
+    token: str | None,
+    token_file: Path | None,
 ) -> None:
     """Run tasks for the fleet: claim them from the store (--store, e.g. postgresql://…) as
-    slots free up, run them here, record their results.
+    slots free up, run them here, record their results. With --server URL the worker does all
+    of that through a Wayang server instead, over HTTP, and never opens the store.
 
     Steps whose runs_on asks for capabilities or labels the server lacks wait for a worker
     offering them. SIGTERM or Ctrl-C stops claiming, lets running tasks finish for --grace
@@ -111,29 +140,102 @@ def worker(
         heartbeat_every_s=max(0.5, lease_s / 5),
         drain_s=drain_s,
     )
+    url = _server_url(server_url)
+    secret = _token(url, token, token_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     with open_app() as app:
-        runner = Worker(store_link(app.store), app.executor, settings)
-        cli.err.print(
-            f"worker {runner.worker_id}: {settings.slots} slot(s), queues "
-            f"{', '.join(settings.queues)}, offers {', '.join(sorted(settings.offers()))}",
-            soft_wrap=True,
-        )
-        asyncio.run(_work(runner))
-        counts = runner.counts
-        cli.err.print(
-            f"worker {runner.worker_id} stopped: {counts.done} done, {counts.failed} failed, "
-            f"{counts.refused} refused",
-            soft_wrap=True,
-        )
+        if url is None:
+            _serve(cli, Worker(store_link(app.store), app.executor, settings))
+            return
+        timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
+        with Client(url, token=secret, timeout=timeout) as client:
+            link = HttpWorkerLink(client)
+            with _refusals(url):
+                _serve(cli, Worker(link, app.executor, settings), link, f" through {url}")
+        if link.refused is not None:
+            raise _refused(url, link.refused)
 
 
-async def _work(runner: Worker) -> None:
+def _serve(
+    cli: CliContext, runner: Worker, over_http: HttpWorkerLink | None = None, where: str = ""
+) -> None:
+    settings = runner.settings
+    cli.err.print(
+        f"worker {runner.worker_id}{where}: {settings.slots} slot(s), queues "
+        f"{', '.join(settings.queues)}, offers {', '.join(sorted(settings.offers()))}",
+        soft_wrap=True,
+    )
+    asyncio.run(_work(runner, over_http))
+    counts = runner.counts
+    cli.err.print(
+        f"worker {runner.worker_id} stopped: {counts.done} done, {counts.failed} failed, "
+        f"{counts.refused} refused",
+        soft_wrap=True,
+    )
+
+
+def _token(url: str | None, token: str | None, token_file: Path | None) -> str | None:
+    if token is not None and token_file is not None:
+        raise UsageError("give --token or --token-file, not both")
+    if url is None:
+        if token is not None or token_file is not None:
+            raise UsageError("--token and --token-file are for a worker with --server URL")
+        return None
+    return read_token(token, token_file)
+
+
+def _server_url(given: str | None) -> str | None:
+    """``--server`` after ``worker``, else before it when given on the command line (not
+    $WAYANG_SERVER, which is for the commands that go through a server); never with
+    ``--store``."""
+    root = click.get_current_context().find_root()
+    url = given
+    if url is None and root.get_parameter_source("server") == ParameterSource.COMMANDLINE:
+        url = root.params.get("server")
+    if url and root.meta.get(STORE_KEY):
+        raise UsageError(
+            "--store and --server: a worker reaches the store directly or through a server, "
+            "not both; drop one"
+        )
+    return url or None
+
+
+async def _work(runner: Worker, over_http: HttpWorkerLink | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if over_http is not None:
+
+        def refused(_: ApiError) -> None:  # for good: stop, as on SIGTERM
+            loop.call_soon_threadsafe(stop.set)
+
+        over_http.on_refused = refused
     await runner.run(stop)
+
+
+@contextlib.contextmanager
+def _refusals(url: str | None) -> Iterator[None]:
+    """A server refusing the worker at the start, said as a worker's problem."""
+    try:
+        yield
+    except ApiError as exc:
+        if url is None or not 400 <= exc.status < 500:
+            raise
+        raise _refused(url, exc) from None
+
+
+def _refused(url: str, exc: ApiError) -> UsageError:
+    if exc.status in (401, 403):
+        return UsageError(
+            f"the server at {url} refused the worker ({exc.status} {exc.title}): it needs the "
+            f"server's API token; give it with --token-file FILE or ${TOKEN_VARIABLE}"
+        )
+    return UsageError(
+        f"the server at {url} refused the worker ({exc.status} {exc.kind}): {exc.detail}; is it "
+        "a Wayang server of the same version?"
+    )
 
 
 @click.command("workers")
@@ -165,13 +267,6 @@ def workers(cli: CliContext, as_json: bool, forget_s: float | None) -> None:
         return
     header = ("worker", "state", "slots", "queues", "offers", "heartbeat", "done", "failed")
     print_rows(cli.out, header, [_worker_row(record, now) for record in found])
-
-
-def worker_state(record: WorkerRecord, now: float) -> str:
-    """What the worker said, unless it fell silent: then ``lost``."""
-    if record.state != "stopped" and now - record.heartbeat_at > LOST_AFTER_S:
-        return "lost"
-    return record.state
 
 
 def _worker_json(record: WorkerRecord, now: float) -> dict[str, Any]:

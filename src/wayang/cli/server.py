@@ -76,6 +76,15 @@ from wayang.runtime.engine import EngineSettings
     help="Seconds busy runs get on SIGTERM before they are handed back.",
 )
 @click.option(
+    "--lease",
+    "lease_s",
+    type=click.FloatRange(1.0),
+    default=EngineSettings.lease_s,
+    show_default=True,
+    help="Seconds this server's runs stay its own without renewal; a server sharing the "
+    "store adopts them after that (how long a killed server's runs wait).",
+)
+@click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -102,6 +111,7 @@ def server(
     max_runs_per_workflow: int,
     max_queued: int,
     grace_s: float,
+    lease_s: float,
     token_file: Path | None,
     log_format: str,
 ) -> None:
@@ -122,7 +132,12 @@ def server(
     settings = Settings.from_environment(store)
     settings = replace(
         settings,
-        engine=EngineSettings(adopt_orphans=True, run_tasks=run_tasks),
+        engine=EngineSettings(
+            lease_s=lease_s,
+            renew_every_s=lease_s / 5,
+            adopt_orphans=True,
+            run_tasks=run_tasks,
+        ),
         parallel=workers or settings.parallel,
     )
     listen = Listen(host, port, socket_path, read_token(None, token_file))

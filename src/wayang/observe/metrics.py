@@ -47,6 +47,16 @@ _WAIT_ENDS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TaskQueueLevel:
+    """One task queue now: tasks waiting, tasks running, and the oldest wait (0: none waits)."""
+
+    queue: str
+    waiting: int
+    running: int
+    oldest_wait_s: float
+
+
 class _OfStep(Protocol):
     """An event about one step (every wait start and end is one)."""
 
@@ -72,6 +82,7 @@ class Metrics:
         self._max_runs = max_runs
         self._runs: dict[str, _Run] = {}
         self._kinds: dict[str, Mapping[str, str]] = {}  # workflow source → step kinds
+        self._task_queues: set[str] = set()  # the task queues the gauges report
         self._define_run_metrics()
         self._define_server_metrics()
         self._handlers = self._event_handlers()
@@ -122,6 +133,7 @@ class Metrics:
             buckets=DELIVERY_BUCKETS,
             registry=reg,
         )
+        self._define_fleet_metrics()
         self.http_requests = Counter(
             "wayang_http_requests", "HTTP requests.", ["method", "route", "status"], registry=reg
         )
@@ -130,6 +142,27 @@ class Metrics:
             "Duration of HTTP requests.",
             ["method", "route"],
             registry=reg,
+        )
+
+    def _define_fleet_metrics(self) -> None:
+        reg = self.registry
+        self.task_queue_waiting = Gauge(
+            "wayang_task_queue_waiting", "Tasks waiting in a task queue.", ["queue"], registry=reg
+        )
+        self.task_queue_running = Gauge(
+            "wayang_task_queue_running",
+            "Tasks of a task queue held by a worker or an engine.",
+            ["queue"],
+            registry=reg,
+        )
+        self.task_queue_oldest_wait = Gauge(
+            "wayang_task_queue_oldest_wait_seconds",
+            "How long the oldest waiting task of a task queue has waited.",
+            ["queue"],
+            registry=reg,
+        )
+        self.workers = Gauge(
+            "wayang_workers", "Workers of the store, by state.", ["state"], registry=reg
         )
 
     def _event_handlers(self) -> dict[type[ev.Event], Callable[[str, Any], None]]:
@@ -235,6 +268,24 @@ class Metrics:
     def set_queue(self, queue: str, depth: int, oldest_age_s: float) -> None:
         self.queue_depth.labels(queue).set(depth)
         self.queue_oldest_age.labels(queue).set(oldest_age_s)
+
+    def set_task_queues(self, queues: Sequence[TaskQueueLevel]) -> None:
+        """The task queues as read from the store now; queues no longer there are dropped."""
+        gauges = (self.task_queue_waiting, self.task_queue_running, self.task_queue_oldest_wait)
+        for level in queues:
+            self.task_queue_waiting.labels(level.queue).set(level.waiting)
+            self.task_queue_running.labels(level.queue).set(level.running)
+            self.task_queue_oldest_wait.labels(level.queue).set(level.oldest_wait_s)
+        now = {level.queue for level in queues}
+        for gone in self._task_queues - now:
+            for gauge in gauges:
+                gauge.remove(gone)
+        self._task_queues = now
+
+    def set_workers(self, by_state: Mapping[str, int]) -> None:
+        """How many workers are in each state (every state is reported, 0 when none)."""
+        for state, count in by_state.items():
+            self.workers.labels(state).set(count)
 
     def lease_expired(self) -> None:
         self.lease_expiries.inc()

@@ -18,36 +18,20 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException
 
 from wayang import wire
 from wayang.engine import events as ev
 from wayang.server import problems
-from wayang.server.access import token_refusal
+from wayang.server.access import guard
 from wayang.server.core import ServerCore
 from wayang.server.fast_start import ROUTE_TEMPLATE, FastStart
+from wayang.server.fleet_api import fleet_routes
 
 WORKBENCH = Path(__file__).parent / "workbench"
 API = "/api/v1"
 STEPS_PREFIX = "/steps"
 SSE_POLL_S = 1.0
 SSE_PAGE = 500
-
-
-def guard(resource: str, action: str) -> Any:
-    """The dependency of a route on ``resource``/``action``: the token, when there is one."""
-
-    async def check(
-        request: Request, authorization: Annotated[str | None, Header()] = None
-    ) -> None:
-        refusal = token_refusal(request.app.state.token, authorization, resource, action)
-        if refusal:
-            raise HTTPException(401, refusal)
-
-    return {
-        "dependencies": [Depends(check)],
-        "openapi_extra": {"x-wayang-resource": resource, "x-wayang-action": action},
-    }
 
 
 def _json(model: wire.Reply, status: int = 200) -> Response:
@@ -84,7 +68,7 @@ def create_api(core: ServerCore, *, token: str | None = None) -> FastAPI:
     api.state.token = token
     problems.install(api)
     api.include_router(_system())
-    for routes in (_workflows, _runs, _streams, _people, _steps, _letters):
+    for routes in (_workflows, _runs, _streams, _people, _steps, _letters, fleet_routes):
         api.include_router(routes(), prefix=API)
     if core.steps_server is not None:
         api.mount(STEPS_PREFIX, _under(STEPS_PREFIX, core.steps_server.http), name="api-steps")
@@ -167,6 +151,8 @@ def _system() -> APIRouter:
 
     @r.get("/metrics", tags=["system"], **guard("metrics", "read"))
     def metrics(core: Core) -> Response:
+        """Prometheus metrics; the task queues and workers are read from the store now."""
+        core.fleet.observe(core.metrics)
         body, content_type = core.metrics.render()
         return Response(body, media_type=content_type)
 

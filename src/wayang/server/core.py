@@ -47,7 +47,8 @@ from wayang.runtime.operations import (
 from wayang.runtime.records import read_events
 from wayang.runtime.signals import deliver, pending_waits, publish, send_signal
 from wayang.server import views
-from wayang.server.queue import Limits, RunQueue
+from wayang.server.fleet import Fleet
+from wayang.server.queue import Limits, Queued, RunQueue
 from wayang.server.workflows import WorkflowRegistry
 from wayang.store.port import Store
 
@@ -85,6 +86,8 @@ class ServerCore:
         self.tracing = tracing or Tracing.off()
         self.event_log = EventLogger()
         self.queue = RunQueue(app.store, settings.limits)
+        self.fleet = Fleet(app.store)
+        """Workers over HTTP, task-queue backpressure, the fleet's gauges."""
         self.workflows = WorkflowRegistry(app.store)
         self.engine: Engine | None = None
         self.steps: Any = None  # a StepsProject when serving a steps project
@@ -233,12 +236,14 @@ class ServerCore:
             if not ticked and self.queue.looks_empty():
                 continue  # a run ended and nothing waits: no need to read the queue
             try:
-                self.pump()
+                await self.pump()
             except Exception:  # a bad queue entry must not stop the queue
                 log.exception("starting queued runs failed")
 
-    def pump(self) -> None:
-        """Start the queued runs the limits allow now."""
+    async def pump(self) -> None:
+        """Start the queued runs the limits allow now. Each entry is claimed first and
+        deleted once its run is durable (see server/queue.py): killed in between, this server
+        leaves it for another to start."""
         if self.state != "ok":
             return
         engine = self._require_engine()
@@ -246,16 +251,35 @@ class ServerCore:
         now = time.time()
         oldest = now - entries[0].submitted_at if entries else 0.0
         self.metrics.set_queue("runs", len(entries), oldest)
-        for entry in self.queue.startable(self._busy_runs()):
-            if not self.queue.remove(entry):
-                continue
-            try:
-                run_id, request = entry.request()
-                future = engine.start(request.plan, request.started, run_id, reuse=request.reuse)
-            except BaseException:
-                self.queue.restore(entry)  # not started: it stays first in line
-                raise
-            self._track(run_id, future)
+        started = [
+            claimed
+            for entry in self.queue.startable(self._busy_runs(), now)
+            if (claimed := self._start_queued(entry, engine, now)) is not None
+        ]
+        if started:
+            await engine.flush()
+            for claimed in started:
+                self.queue.started(claimed)
+
+    def _start_queued(self, entry: Queued, engine: Engine, now: float) -> Queued | None:
+        """Claim ``entry`` and start its run; the claimed entry, or None if there was nothing
+        to start (another server claimed it, or its run is in the store already)."""
+        if entry.run_id in engine.active_runs and self.store.get_run(entry.run_id) is None:
+            return None  # started here, its row not yet stored (the store was away)
+        claimed = self.queue.claim(entry, engine.owner, now + engine.settings.lease_s)
+        if claimed is None:
+            return None
+        if entry.claimed_by is not None and self.store.get_run(entry.run_id) is not None:
+            self.queue.started(claimed)  # its claimer stored the run, then died
+            return None
+        try:
+            run_id, request = entry.request()
+            future = engine.start(request.plan, request.started, run_id, reuse=request.reuse)
+        except BaseException:
+            self.queue.restore(entry)  # not started: it stays first in line
+            raise
+        self._track(run_id, future)
+        return claimed
 
     def _track(self, run_id: str, future: asyncio.Future[RunState]) -> None:
         self._runs[run_id] = future
@@ -281,7 +305,7 @@ class ServerCore:
             await self._require_engine().flush()  # its row joins the next group commit
             return wire.RunAccepted(run_id=run_id, status="running")
         position = self.queue.put(request, run_id)
-        self.pump()
+        await self.pump()
         await self._require_engine().flush()
         status = "queued" if self.queue.find(run_id) is not None else "running"
         return wire.RunAccepted(
@@ -361,6 +385,7 @@ class ServerCore:
             workflow=self._parsed(source, filename),
             policy_of=self._policy_files,
         )
+        await self.fleet.check_room(request.plan)
         return await self._enqueue(request)
 
     def _parallel(self, requested: int | None) -> int:
@@ -482,7 +507,9 @@ class ServerCore:
         return views.run_summary(self._record(run_id))
 
     async def retry(self, run_id: str, from_step: str | None) -> wire.RunAccepted:
-        return await self._enqueue(prepare_retry(self.store, run_id, from_step))
+        request = prepare_retry(self.store, run_id, from_step)
+        await self.fleet.check_room(request.plan)
+        return await self._enqueue(request)
 
     async def _settle(self, run_id: str, timeout_s: float = 5.0) -> None:
         """Wait (briefly) for a run this server drives to stop running."""
@@ -579,6 +606,7 @@ class ServerCore:
         if delivery is not None:
             return wire.Replayed(id=letter_id, delivery_id=delivery.delivery_id)
         letter, request = prepare_letter_replay(self.store, letter_id)
+        await self.fleet.check_room(request.plan)  # before the letter is taken off the list
         if self.store.remove_dead_letter(letter.dlq_id) is None:
             raise UsageError(f"dead letter {letter_id!r} was replayed already")
         accepted = await self._enqueue(request)

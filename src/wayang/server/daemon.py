@@ -26,7 +26,7 @@ import uvicorn
 from wayang.errors import UsageError
 from wayang.server.api import create_api
 from wayang.server.core import SERVERS, ServerCore
-from wayang.server.locate import TOKEN_VARIABLE, socket_path
+from wayang.server.locate import TOKEN_VARIABLE, read_token, socket_path
 
 log = logging.getLogger("wayang.server")
 
@@ -46,23 +46,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def read_token(token: str | None, token_file: Path | None) -> str | None:
-    """The API token: given, else from the file, else ``$WAYANG_API_TOKEN``; None if none."""
-    if token:
-        return token
-    if token_file is not None:
-        try:
-            text = token_file.read_text("utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"--token-file {token_file}: cannot read it ({exc.strerror})"
-            ) from None
-        if not text:
-            raise UsageError(f"--token-file {token_file}: the file is empty")
-        return text
-    return os.environ.get(TOKEN_VARIABLE) or None
 
 
 def check_exposure(listen: Listen) -> None:
@@ -142,3 +125,6 @@ class _Group:
         server = Server(config)
         self.servers.append(server)
         return server
+
+
+__all__ = ["Listen", "check_exposure", "is_loopback", "read_token", "serve", "socket_path"]

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from wayang.errors import DefinitionError, PlanError, UsageError, WayangError
 from wayang.runtime.names import RunBusyError, RunNotFoundError
+from wayang.runtime.queues import TaskQueueFullError
 from wayang.runtime.signals import SignalRefusedError
 from wayang.server.core import NoStepsProjectError, ServerStoppingError
 from wayang.server.queue import QueueFullError
@@ -32,6 +33,7 @@ KINDS: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (VersionTakenError, 409, "version-taken", "That version is taken"),
     (RunBusyError, 409, "run-busy", "Another engine drives the run"),
     (QueueFullError, 429, "queue-full", "The run queue is full"),
+    (TaskQueueFullError, 429, "task-queue-full", "A task queue is full"),
     (ServerStoppingError, 503, "server-stopping", "The server is stopping"),
     (PlanError, 422, "invalid-parameters", "Invalid parameters"),
     (DefinitionError, 422, "invalid-workflow", "Invalid workflow"),
@@ -88,6 +90,8 @@ def for_error(exc: WayangError) -> Response | None:
                     for d in exc.diagnostics
                 ]
                 extra["diagnostics"] = [d.to_dict() for d in exc.diagnostics]
+            if isinstance(exc, TaskQueueFullError):
+                extra["queue"] = exc.queue
             return problem(status, kind, title, str(exc), **extra)
     return None
 

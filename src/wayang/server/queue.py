@@ -6,12 +6,18 @@ the concurrency limits let it start: at most ``max_runs`` busy runs in all, and 
 steps is scheduled, running or backing off; a run parked on a person, an event or a timer holds
 no slot. Runs start in the order they were submitted, except that one held back by its
 workflow's limit lets later runs of other workflows go first.
+
+Several servers may share one store, and so one queue. A server starting a queued run first
+claims its entry (a compare-and-swap in the store, so no two servers start the same run), and
+deletes it only once the run's row is in the store: a server killed between the two leaves the
+entry claimed, and once the claim lapses another server starts the run, or, finding the run
+there already, just deletes the entry.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wayang.errors import UsageError
 from wayang.runtime.operations import RunRequest, read_request_payload, request_payload
@@ -35,6 +41,13 @@ class Queued:
     workflow_id: str
     submitted_at: float
     payload: str
+    claimed_by: str | None = None
+    """The engine starting the run, if one claimed it (until ``claimed_until``)."""
+    claimed_until: float = 0.0
+
+    def claimed(self, now: float) -> bool:
+        """Whether a server is starting the run (its claim has not lapsed)."""
+        return self.claimed_by is not None and self.claimed_until > now
 
     def request(self) -> tuple[str, RunRequest]:
         from wayang.engine.runplan import RunPlan  # noqa: PLC0415 - only when a run starts
@@ -92,6 +105,8 @@ class RunQueue:
                 str(v["workflow_id"]),
                 float(v["submitted_at"]),
                 str(v["payload"]),
+                str(v["claimed_by"]) if v.get("claimed_by") else None,
+                float(v.get("claimed_until") or 0.0),
             )
             for key, v in sorted(found.items())
             if isinstance(v, dict)
@@ -100,22 +115,40 @@ class RunQueue:
     def find(self, run_id: str) -> Queued | None:
         return next((q for q in self.entries() if q.run_id == run_id), None)
 
-    def remove(self, entry: Queued) -> bool:
-        """Take ``entry`` off the queue; False if it was gone already (started or cancelled)."""
+    def remove(self, entry: Queued, now: float | None = None) -> bool:
+        """Take ``entry`` off the queue (a cancel); False if it was gone already, or changed,
+        or a server is starting it."""
+        if entry.claimed(time.time() if now is None else now):
+            return False
         return self.store.kv_swap(RUN_QUEUE, entry.key, self._value(entry), None)
 
-    def restore(self, entry: Queued) -> None:
-        """Put back an entry taken off the queue that could not start."""
-        self._seen_empty = False
-        self.store.kv_set(RUN_QUEUE, entry.key, self._value(entry))
+    def claim(self, entry: Queued, owner: str, until: float) -> Queued | None:
+        """Claim ``entry`` for ``owner`` to start its run; None if another server did first."""
+        claimed = replace(entry, claimed_by=owner, claimed_until=until)
+        swapped = self.store.kv_swap(RUN_QUEUE, entry.key, self._value(entry), self._value(claimed))
+        return claimed if swapped else None
 
-    def startable(self, busy: dict[str, int]) -> list[Queued]:
-        """The queued runs that may start now, given the busy runs per workflow."""
+    def started(self, entry: Queued) -> None:
+        """Delete the claimed ``entry``: its run is in the store."""
+        self.store.kv_swap(RUN_QUEUE, entry.key, self._value(entry), None)
+
+    def restore(self, entry: Queued) -> None:
+        """Put back, unclaimed, an entry whose run could not start."""
+        self._seen_empty = False
+        unclaimed = replace(entry, claimed_by=None, claimed_until=0.0)
+        self.store.kv_set(RUN_QUEUE, entry.key, self._value(unclaimed))
+
+    def startable(self, busy: dict[str, int], now: float | None = None) -> list[Queued]:
+        """The queued runs that may start now, given the busy runs per workflow (runs other
+        servers are starting are left to them)."""
         limits = self.limits
         total = sum(busy.values())
         counts = dict(busy)
         chosen: list[Queued] = []
+        at = time.time() if now is None else now
         for entry in self.entries():
+            if entry.claimed(at):
+                continue
             if total >= limits.max_runs:
                 break
             mine = counts.get(entry.workflow_id, 0)
@@ -128,9 +161,13 @@ class RunQueue:
 
     @staticmethod
     def _value(entry: Queued) -> dict[str, object]:
-        return {
+        value: dict[str, object] = {
             "run_id": entry.run_id,
             "workflow_id": entry.workflow_id,
             "submitted_at": entry.submitted_at,
             "payload": entry.payload,
         }
+        if entry.claimed_by is not None:
+            value["claimed_by"] = entry.claimed_by
+            value["claimed_until"] = entry.claimed_until
+        return value

@@ -1,0 +1,88 @@
+"""How a worker's HTTP link meets failures (a mock transport stands in for the server): what may
+pass raises for the worker to retry, with a claim repeated under one request id; a refusal that
+will not pass stops the worker, and from then on results are dropped without a request."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from wayang.client import ApiError, Client, HttpWorkerLink, ServerUnavailableError
+from wayang.store.port import LogLine, WorkerBeat
+
+OFFERS = frozenset({"cap:shell"})
+
+
+def problem(status: int, kind: str) -> httpx.Response:
+    body = {"type": f"https://wayang.dev/problems/{kind}", "title": kind, "status": status,
+            "detail": f"{kind} happened"}  # fmt: skip
+    return httpx.Response(status, json=body)
+
+
+class Server:
+    """Answers each request with the next of ``answers``; keeps what it was sent."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.url.path, json.loads(request.content or b"{}")))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def link_to(server: Server) -> tuple[HttpWorkerLink, list[ApiError]]:
+    client = Client("http://wayang.test", transport=httpx.MockTransport(server), timeout=5)
+    heard: list[ApiError] = []
+    return HttpWorkerLink(client, on_refused=heard.append), heard
+
+
+def test_a_claim_that_may_pass_is_repeated_with_the_same_request_id_then_raised() -> None:
+    server = Server(problem(503, "server-stopping"), httpx.ConnectError("refused"),
+                    problem(503, "server-stopping"))  # fmt: skip
+    link, heard = link_to(server)
+    with pytest.raises(ApiError) as raised:
+        link.claim("w1", time.time(), 15.0, 2, "gpu", offers=OFFERS)
+    assert raised.value.status == 503
+    ids = {body["request_id"] for _, body in server.sent}
+    assert len(server.sent) == 3 and len(ids) == 1 and ids != {""}
+    assert server.sent[0][1]["queue"] == "gpu" and server.sent[0][1]["offers"] == ["cap:shell"]
+    assert (link.refused, heard) == (None, [])
+
+
+def test_no_answer_is_said_as_the_server_not_answering() -> None:
+    link, _ = link_to(Server(httpx.ConnectError("[Errno 111] Connection refused")))
+    with pytest.raises(ServerUnavailableError) as raised:
+        link.heartbeat_worker(WorkerBeat("w1", "running", 0, 0, 0), time.time(), 15.0)
+    assert str(raised.value) == (
+        "the Wayang server at http://wayang.test did not answer ([Errno 111] Connection refused)"
+    )
+    assert link.refused is None
+
+
+def test_a_refusal_for_good_stops_the_worker_and_drops_its_results() -> None:
+    server = Server(problem(401, "unauthorized"))
+    link, heard = link_to(server)
+    with pytest.raises(ApiError):
+        link.heartbeat_worker(WorkerBeat("w1", "running", 1, 0, 0), time.time(), 15.0)
+    assert [exc.status for exc in heard] == [401] and link.refused is heard[0]
+    assert link.complete("t/1", 1, {"status": "succeeded"}, time.time()) is False
+    link.append_logs([LogLine("r", "s", 1, "stdout", "x", time.time())])
+    with pytest.raises(ApiError):
+        link.claim("w1", time.time(), 15.0, offers=OFFERS)
+    assert len(server.sent) == 1 and len(heard) == 1  # nothing more was sent
+
+
+def test_a_result_the_server_cannot_take_is_dropped_and_the_worker_goes_on() -> None:
+    server = Server(problem(422, "invalid-request"), httpx.Response(200, json={"held": ["t/2"]}))
+    link, heard = link_to(server)
+    assert link.complete("t/1", 1, {"status": "succeeded"}, time.time()) is False
+    assert link.heartbeat_worker(WorkerBeat("w1", "running", 1, 0, 0), time.time(), 5) == ["t/2"]
+    assert (link.refused, heard) == (None, [])
