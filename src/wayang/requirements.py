@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from wayang.model.spec import Requirements
+from wayang.errors import UsageError
+from wayang.model.spec import Requirements, Workflow
 
 _TOOL = re.compile(r"^\s*([\w.+-]+)\s*(?:(>=|<=|==|>|<)\s*([\w.]+)\s*)?$")
 _VERSION = re.compile(r"(\d+(?:\.\d+)+)")
@@ -78,3 +80,13 @@ def _tool_problem(spec: str, finder: ToolVersion) -> str | None:
     if not _COMPARE[operator](_as_tuple(found), _as_tuple(wanted)):
         return f"tool '{name}' is version {found}; this workflow needs {name} {operator} {wanted}"
     return None
+
+
+def check_requirements(workflow: Workflow, overrides: Mapping[str, str]) -> None:
+    """Refuse to start when this machine lacks what ``[requirements]`` lists (exit 2)."""
+    problems = missing_requirements(workflow.requirements, {**os.environ, **overrides})
+    if problems:
+        lines = "".join(f"\n  - {problem}" for problem in problems)
+        raise UsageError(
+            f"workflow {workflow.id} needs what this machine lacks (nothing was started):{lines}"
+        )

@@ -308,6 +308,9 @@ class StepList(Reply):
 
     steps: list[StepInfo]
     diagnostics: list[DiagnosticView] = []
+    root: str = ""
+    """The project's folder, and the folders under it where step files are looked for."""
+    folders: list[str] = []
 
 
 class FlowNodeView(Reply):

@@ -459,6 +459,22 @@ def test_step_files_that_do_not_load_are_reported_through_the_server(
         assert "Lonely" in {node["name"] for node in flows.json()[0]["nodes"]}
 
 
+@pytest.mark.timeout(120)
+def test_a_project_without_step_files_is_told_so_through_the_server(
+    db: Path, tmp_path: Path, wayang: Wayang
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLES / "steps-basic", project)
+    for step_file in (project / "steps").glob("*.py"):
+        step_file.unlink()
+    with running_server(db, tmp_path, "--project", str(project)):
+        for argv in STEP_READS:
+            served = wayang(*argv)
+            local = wayang("--no-server", *argv, "--project", str(project))
+            assert (served.code, served.out, served.err) == (local.code, local.out, local.err), argv
+            assert served.code == 2 and "no step files (*.step.py, *_step.py)" in served.err
+
+
 # ------------------------------------------------------------------------------ which server
 
 

@@ -11,10 +11,11 @@ import click
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import json_text, open_app
 from wayang.cli.run_render import letter_json, print_letters, print_rows
-from wayang.cli.runs import check_requirements, drive_new, exit_with
+from wayang.cli.runs import drive_new, exit_with
 from wayang.cli.trace_render import delivery_json
 from wayang.errors import UsageError
 from wayang.ids import new_run_id
+from wayang.requirements import check_requirements
 from wayang.runtime.operations import prepare_letter_replay
 from wayang.store.port import DeadLetter
 

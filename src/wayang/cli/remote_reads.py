@@ -28,7 +28,13 @@ from wayang.cli.remote_views import (
     run_view,
 )
 from wayang.cli.reports import LOG_PAGE, print_logs, show_runs, show_status
-from wayang.cli.steps import exit_if_errors, print_load_problems, show_flows, show_steps
+from wayang.cli.steps import (
+    exit_if_errors,
+    no_step_files,
+    print_load_problems,
+    show_flows,
+    show_steps,
+)
 from wayang.cli.waits import (
     actor_of,
     parse_json,
@@ -38,7 +44,7 @@ from wayang.cli.waits import (
 )
 from wayang.client import Client, diagnostic_of
 from wayang.engine import events as ev
-from wayang.errors import Diagnostic
+from wayang.errors import Diagnostic, Severity
 from wayang.store.port import LogLine, RunRecord
 
 if TYPE_CHECKING:
@@ -258,9 +264,8 @@ def _delivery_json(letter: wire.DeadLetterView) -> dict[str, Any]:
 
 
 def steps_list(cli: CliContext, client: Client, project_dir: Path | None, as_json: bool) -> None:
-    listing = client.steps()
+    listing = _listing(cli, client)
     problems = _problems(listing)
-    print_load_problems(cli, problems)
     rows = [[s.name, s.type, s.trigger, s.emits, s.flows, s.active, s.file] for s in listing.steps]
     show_steps(cli, rows, as_json)
     exit_if_errors(problems)
@@ -268,6 +273,16 @@ def steps_list(cli: CliContext, client: Client, project_dir: Path | None, as_jso
 
 def _problems(listing: wire.StepList) -> list[Diagnostic]:
     return [diagnostic_of(d) for d in listing.diagnostics]
+
+
+def _listing(cli: CliContext, client: Client) -> wire.StepList:
+    """The served project's steps, its load problems printed first, as in process."""
+    listing = client.steps()
+    problems = _problems(listing)
+    print_load_problems(cli, problems)
+    if not listing.steps and not any(p.severity is Severity.ERROR for p in problems):
+        raise no_step_files(listing.folders, listing.root)
+    return listing
 
 
 def activate(cli: CliContext, client: Client, name: str, project_dir: Path | None) -> None:
@@ -283,7 +298,7 @@ def _say_activation(cli: CliContext, step: wire.StepInfo, done: str) -> None:
 
 
 def flows(cli: CliContext, client: Client, project_dir: Path | None, as_json: bool) -> None:
-    print_load_problems(cli, _problems(client.steps()))
+    _listing(cli, client)
     show_flows(cli, [_flow_graph(flow) for flow in client.flows()], as_json)
 
 

@@ -42,7 +42,6 @@ from wayang.cli.remote_views import (
 )
 from wayang.cli.run_render import RunOutline
 from wayang.cli.runs import (
-    check_requirements,
     duration_option,
     exit_with,
     report_finished,
@@ -52,6 +51,7 @@ from wayang.cli.runs import (
 from wayang.client import ApiError, Client, ServerUnavailableError
 from wayang.engine.state import RunState, RunStatus, fold
 from wayang.errors import WayangError
+from wayang.requirements import check_requirements
 from wayang.runtime.operations import RunView, prepare_run
 
 RECONNECT_S = 0.5

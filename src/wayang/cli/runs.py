@@ -8,9 +8,7 @@ elsewhere, or with ``--json`` one JSON object at the end) and exits 0 only when 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,9 +26,8 @@ from wayang.engine.state import RunState, RunStatus
 from wayang.errors import UsageError, WayangError
 from wayang.ids import new_run_id
 from wayang.model.durations import parse_duration
-from wayang.model.spec import Workflow
 from wayang.policy import gate_for
-from wayang.requirements import missing_requirements
+from wayang.requirements import check_requirements
 from wayang.runtime.engine import Engine
 from wayang.runtime.operations import (
     RunRequest,
@@ -198,16 +195,6 @@ def say_not_stopped(cli: CliContext, run_id: str) -> None:
 
 def say_retrying(cli: CliContext, run_id: str, new_id: str) -> None:
     cli.err.print(f"retrying run {run_id} as {new_id}", soft_wrap=True, markup=False)
-
-
-def check_requirements(workflow: Workflow, overrides: Mapping[str, str]) -> None:
-    """Refuse to start when this machine lacks what ``[requirements]`` lists (exit 2)."""
-    problems = missing_requirements(workflow.requirements, {**os.environ, **overrides})
-    if problems:
-        lines = "".join(f"\n  - {problem}" for problem in problems)
-        raise UsageError(
-            f"workflow {workflow.id} needs what this machine lacks (nothing was started):{lines}"
-        )
 
 
 def duration_option(text: str | None, option: str) -> float | None:

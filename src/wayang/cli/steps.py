@@ -64,12 +64,16 @@ def _loaded(cli: CliContext, steps: StepsProject, *, strict: bool = False) -> St
         raise DefinitionError(registry.diagnostics)  # the top level prints them, once
     print_load_problems(cli, registry.diagnostics)
     if not registry.steps and not registry.errors:
-        folders = ", ".join(steps.project.config.steps.folders)
-        raise UsageError(
-            f"no step files (*.step.py, *_step.py) under {folders} in {steps.root}; "
-            "'wayang init --template steps DIR' makes a project to start from"
-        )
+        raise no_step_files(steps.project.config.steps.folders, steps.root)
     return registry
+
+
+def no_step_files(folders: Sequence[str], root: Path | str) -> UsageError:
+    """What a project without step files is told (here, and through a server)."""
+    return UsageError(
+        f"no step files (*.step.py, *_step.py) under {', '.join(folders)} in {root}; "
+        "'wayang init --template steps DIR' makes a project to start from"
+    )
 
 
 def print_load_problems(cli: CliContext, diagnostics: Sequence[Diagnostic]) -> None:

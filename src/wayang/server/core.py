@@ -31,6 +31,7 @@ from wayang.model.loader import parse_workflow
 from wayang.model.spec import Workflow
 from wayang.observe import EventLogger, Metrics, Tracing
 from wayang.policy import PolicyFiles
+from wayang.requirements import check_requirements
 from wayang.runtime.engine import Engine
 from wayang.runtime.names import RunBusyError, RunNotFoundError
 from wayang.runtime.operations import (
@@ -508,8 +509,17 @@ class ServerCore:
 
     async def retry(self, run_id: str, from_step: str | None) -> wire.RunAccepted:
         request = prepare_retry(self.store, run_id, from_step)
+        await self._check_requirements(request)
         await self.fleet.check_room(request.plan)
         return await self._enqueue(request)
+
+    @staticmethod
+    async def _check_requirements(request: RunRequest) -> None:
+        """A run started again (retry, replay) needs what its ``[requirements]`` list, as in
+        process; tools are asked for their versions, so off the event loop."""
+        started = request.started
+        workflow = request.plan.workflow
+        await asyncio.to_thread(check_requirements, workflow, started.env_overrides)
 
     async def _settle(self, run_id: str, timeout_s: float = 5.0) -> None:
         """Wait (briefly) for a run this server drives to stop running."""
@@ -570,10 +580,13 @@ class ServerCore:
         return self.steps
 
     def step_list(self) -> wire.StepList:
-        registry = self.require_steps().registry
+        steps = self.require_steps()
+        registry = steps.registry
         return wire.StepList(
             steps=[views.step_info(registry, name) for name in sorted(registry.steps)],
             diagnostics=views.diagnostics(registry.diagnostics),
+            root=str(steps.root),
+            folders=list(steps.project.config.steps.folders),
         )
 
     def flows(self) -> list[wire.FlowView]:
@@ -606,6 +619,7 @@ class ServerCore:
         if delivery is not None:
             return wire.Replayed(id=letter_id, delivery_id=delivery.delivery_id)
         letter, request = prepare_letter_replay(self.store, letter_id)
+        await self._check_requirements(request)
         await self.fleet.check_room(request.plan)  # before the letter is taken off the list
         if self.store.remove_dead_letter(letter.dlq_id) is None:
             raise UsageError(f"dead letter {letter_id!r} was replayed already")
