@@ -372,6 +372,11 @@ class DeadLetterView(Reply):
     attempts: int
     error: str
     at: str | None
+    topic: str = ""
+    """A dead delivery's topic, the seq of its message, and when it was made and ended."""
+    message: int | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
 
 
 class Replayed(Reply):

@@ -475,6 +475,32 @@ def test_a_project_without_step_files_is_told_so_through_the_server(
             assert served.code == 2 and "no step files (*.step.py, *_step.py)" in served.err
 
 
+DOOMED_STEP = """
+config = {"type": "event", "name": "Doomed", "subscribes": ["doom"], "flows": ["orders"],
+          "retry": {"attempts": 1}}
+
+def handler(input, ctx):
+    raise RuntimeError("never works")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_dead_deliveries_are_listed_the_same_through_the_server(
+    db: Path, tmp_path: Path, wayang: Wayang
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLES / "steps-basic", project)
+    (project / "steps" / "doomed_step.py").write_text(DOOMED_STEP)
+    with running_server(db, tmp_path, "--project", str(project)):
+        assert wayang("emit", "doom", "--data", "{}").code == 0
+        wait_for(lambda: wayang("dlq", "list", "--json").json(), what="the dead delivery")
+        for argv in (("dlq", "list"), ("dlq", "list", "--json")):
+            served, local = both(wayang, *argv)
+            assert (served.code, served.out, served.err) == (local.code, local.out, local.err)
+        [dead] = wayang("dlq", "list", "--json").json()
+        assert (dead["kind"], dead["topic"], dead["step"]) == ("delivery", "doom", "Doomed")
+
+
 # ------------------------------------------------------------------------------ which server
 
 

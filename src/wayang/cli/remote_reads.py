@@ -243,7 +243,7 @@ def list_letters(cli: CliContext, client: Client, as_json: bool) -> None:
     letters = [letter_of(d) for d in found if d.kind == "step"][:STEP_LETTERS]
     dead = [d for d in found if d.kind == "delivery"]
     deliveries = [_delivery_json(d) for d in dead]
-    rows = [[d.id, d.step, "-", d.run_id, str(d.attempts), d.error] for d in dead]
+    rows = [[d.id, d.step, d.topic, d.run_id, str(d.attempts), d.error] for d in dead]
     show_letters(cli, letters, deliveries, rows, as_json)
 
 
@@ -252,11 +252,14 @@ def _delivery_json(letter: wire.DeadLetterView) -> dict[str, Any]:
     return {
         "id": letter.id,
         "step": letter.step,
+        "topic": letter.topic,
+        "message": letter.message,
         "trace_id": letter.run_id,
         "status": "dead",
         "attempts": letter.attempts,
         "error": letter.error,
-        "finished_at": letter.at,
+        "created_at": letter.created_at,
+        "finished_at": letter.finished_at,
     }
 
 

@@ -296,6 +296,10 @@ def dead_delivery_view(delivery: Delivery) -> wire.DeadLetterView:
         attempts=delivery.attempt,
         error=delivery.error,
         at=iso(delivery.finished_at or delivery.created_at),
+        topic=delivery.topic,
+        message=delivery.message_seq,
+        created_at=iso(delivery.created_at),
+        finished_at=iso(delivery.finished_at),
     )
 
 
