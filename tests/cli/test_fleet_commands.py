@@ -53,17 +53,24 @@ def test_a_run_waits_for_a_worker_with_a_gpu_and_the_worker_runs_its_step(
         stderr=subprocess.PIPE,
         text=True,
     )
-    # The engine runs 'prepare' itself (it shows as running while it runs); 'render' waits.
-    waiting = wait_for(
-        lambda: [q for q in wayang("queues", "--json").json() if q["queued"]],
-        what="the render task to be queued",
-    )
-    assert [(q["queue"], q["queued"], q["running"]) for q in waiting] == [("default", 1, 0)]
-    worker = start_worker(db, "--capabilities", "shell,gpu", "--labels", "zone=b", "--slots", "2")
     try:
-        out, err = run.communicate(timeout=60)
+        # The engine runs 'prepare' itself (it shows as running while it runs); 'render' waits.
+        waiting = wait_for(
+            lambda: [q for q in wayang("queues", "--json").json() if q["queued"]],
+            what="the render task to be queued",
+        )
+        assert [(q["queue"], q["queued"], q["running"]) for q in waiting] == [("default", 1, 0)]
+        worker = start_worker(
+            db, "--capabilities", "shell,gpu", "--labels", "zone=b", "--slots", "2"
+        )
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            code, worker_err = stop(worker)
     finally:
-        code, worker_err = stop(worker)
+        if run.poll() is None:  # a failed check above: the run must not outlive the test
+            run.kill()
+            run.communicate(timeout=10)
     assert run.returncode == 0, err
     assert '"status": "succeeded"' in out
     assert code == 0
