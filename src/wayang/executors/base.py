@@ -34,6 +34,9 @@ class TaskSpec:
     cwd: str
     timeout_s: float | None
     workflow_id: str = ""
+    # Goes before the command's argv: ``direnv exec WORKSPACE`` when the workspace's .envrc
+    # applies (workspace/direnv.py); empty otherwise.
+    launcher: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ class ShellExecutor:
         spawning = asyncio.ensure_future(
             loop.subprocess_exec(
                 lambda: _StepProtocol(log, loop),
-                *("/bin/sh", "-c", command),
+                *(*task.launcher, "/bin/sh", "-c", command),
                 cwd=task.cwd,
                 env=_environment(task, output_path),
                 stdin=subprocess.DEVNULL,

@@ -29,7 +29,11 @@ def offer_tokens(capabilities: Iterable[str], labels: Mapping[str, str]) -> froz
 
 
 def task_needs(placement: Iterable[str], command: str | None, uses: str | None) -> list[str]:
-    """What one task needs: the step's placement plus the executor that runs it."""
+    """What one task needs: the step's placement plus the executor that runs it.
+
+    A ``python:`` function needs ``python``; a command and a ``just:`` recipe (run by ``just``
+    through the shell executor) need ``shell``.
+    """
     executor = "cap:python" if uses and uses.startswith("python:") else "cap:shell"
     return sorted({executor, *placement})
 

@@ -19,7 +19,7 @@ from wayang.model.expr import Expression, Template, evaluate_template
 from wayang.model.keys import did_you_mean
 from wayang.model.params import parse_parameter_text, value_problems
 from wayang.model.placement import placement_tokens
-from wayang.model.spec import Action, Retry, StepBase, TaskStep, Workflow
+from wayang.model.spec import Action, Retry, StepBase, TaskStep, Workflow, names_action
 from wayang.model.validate import build_graph, compensation_steps
 
 RUNTIME_ROOTS = frozenset({"steps", "run"})
@@ -264,7 +264,7 @@ class _Context:
             name=step.name or step_id,
             needs=needs,
             command=command,
-            uses=self._python_ref(step, action),
+            uses=self._uses_ref(step, action),
             inputs=inputs,
             env=env,
             deferred=tuple(deferred),
@@ -281,7 +281,7 @@ class _Context:
         )
 
     def _action_of(self, step: StepBase) -> Action | None:
-        if isinstance(step, TaskStep) and step.uses and not step.uses.startswith("python:"):
+        if isinstance(step, TaskStep) and names_action(step.uses):
             return self.workflow.actions[step.uses]
         return None
 
@@ -292,7 +292,7 @@ class _Context:
         return step.run if isinstance(step, TaskStep) else None
 
     @staticmethod
-    def _python_ref(step: StepBase, action: Action | None) -> str | None:
+    def _uses_ref(step: StepBase, action: Action | None) -> str | None:
         if action is not None:
             return action.uses
         return step.uses if isinstance(step, TaskStep) else None

@@ -13,7 +13,7 @@ Steps are a tagged union on ``kind`` (default ``task``): each kind accepts the c
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -66,6 +66,8 @@ POLICY_ACTIONS = (
 TOPIC_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
 WORKSPACE_MODES = ("inherit", "ephemeral")
 PYTHON_REF = re.compile(r"^python:([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_]\w*)$")
+JUST_PREFIX = "just:"
+JUST_REF = re.compile(r"^just:([A-Za-z_][A-Za-z0-9_-]*)$")  # a recipe name, as just allows it
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -404,10 +406,17 @@ class TaskStep(StepBase):
 
     @field_validator("uses")
     @classmethod
-    def _python_ref(cls, value: str | None) -> str | None:
+    def _uses_ref(cls, value: str | None) -> str | None:
         if value is not None and value.startswith("python:") and not PYTHON_REF.match(value):
             raise PydanticCustomError(
                 "python_ref", "write a Python function as 'python:package.module:function'"
+            )
+        if value is not None and value.startswith(JUST_PREFIX) and not JUST_REF.match(value):
+            raise PydanticCustomError(
+                "just_ref",
+                "write a just recipe as 'just:RECIPE', where RECIPE is letters, digits, '_' and "
+                "'-', starting with a letter or '_' (got '{value}')",
+                {"value": value},
             )
         return value
 
@@ -419,6 +428,13 @@ class TaskStep(StepBase):
         )
         _one_of(self.run, self.uses, missing, "a step", ("run", "uses"))
         return self
+
+
+def names_action(uses: str | None) -> TypeGuard[str]:
+    """Whether a step's ``uses`` names an ``[actions]`` entry (not ``python:`` or ``just:``)."""
+    if not uses:
+        return False
+    return not uses.startswith(("python:", JUST_PREFIX))
 
 
 class DecisionCase(Spec):

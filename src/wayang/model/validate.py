@@ -16,6 +16,7 @@ from wayang.model.keys import did_you_mean
 from wayang.model.params import value_problems
 from wayang.model.source import SourceFile
 from wayang.model.spec import (
+    JUST_PREFIX,
     Action,
     DecisionStep,
     EventStep,
@@ -23,6 +24,7 @@ from wayang.model.spec import (
     StepBase,
     TaskStep,
     Workflow,
+    names_action,
 )
 from wayang.model.toml_positions import Path
 
@@ -30,6 +32,14 @@ RUN_FIELDS = ("id", "workflow", "attempt", "started_by", "started_at")
 STEP_FIELDS = ("outputs", "status", "visits")
 # What a policy rule's expressions may name beyond params, env, run and steps.
 POLICY_ROOTS = ("actor", "step", "offer", "vote", "inputs")
+JUST_INPUTS = ("args", "justfile")
+_TOML_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def check_workflow(workflow: Workflow, source: SourceFile) -> None:
@@ -197,8 +207,10 @@ def _check_step(
     where: Path = ("steps", step_id)
     if step.compensate is not None:
         _check_compensate(workflow, step_id, step.compensate, source)
-    if isinstance(step, TaskStep) and step.uses and not step.uses.startswith("python:"):
+    if isinstance(step, TaskStep) and names_action(step.uses):
         _check_action_use(workflow, step_id, step, source)
+    if isinstance(step, TaskStep) and (step.uses or "").startswith(JUST_PREFIX):
+        _check_just_use(step_id, step, source)
     scope = Scope(workflow, graph, frozenset(step.inputs), step_id=step_id)
     for path, value in step_texts(step):
         _check_text(_scope_at(scope, step, path), (*where, *path), value, source)
@@ -258,6 +270,52 @@ def _check_action_use(workflow: Workflow, step_id: str, step: TaskStep, source: 
         if spec.required and spec.default is None and key not in step.inputs:
             message = f"action '{name}' needs input '{key}': add inputs.{key} to this step"
             source.key_error(("steps", step_id, "uses"), message, "missing-input")
+
+
+def _check_just_use(step_id: str, step: TaskStep, source: SourceFile) -> None:
+    where: Path = ("steps", step_id, "inputs")
+    for key in step.inputs:
+        if key not in JUST_INPUTS:
+            hint = did_you_mean(key, JUST_INPUTS) or "; its inputs are 'args' and 'justfile'"
+            message = f"a just recipe step has no input '{key}'{hint}"
+            source.key_error((*where, key), message, "unknown-input")
+    if "args" in step.inputs:
+        _check_just_args(step.inputs["args"], (*where, "args"), source)
+    if "justfile" in step.inputs:
+        _check_justfile(step.inputs["justfile"], (*where, "justfile"), source)
+
+
+def _check_just_args(args: Any, where: Path, source: SourceFile) -> None:
+    if not isinstance(args, list):
+        message = 'inputs.args of a just recipe step is a list of strings, e.g. ["--fix", "src"]'
+        source.error(where, message, "type")
+        return
+    for index, arg in enumerate(args):
+        if not isinstance(arg, Template):
+            message = f"inputs.args[{index}] is {_toml_type(arg)}; write it as a string"
+            source.error((*where, index), message, "type")
+
+
+def _check_justfile(justfile: Any, where: Path, source: SourceFile) -> None:
+    if not isinstance(justfile, Template):
+        message = f"inputs.justfile is {_toml_type(justfile)}; write a path as a string"
+        source.error(where, message, "type")
+    elif justfile.is_literal and not _relative_inside(justfile.source):
+        message = (
+            "inputs.justfile is a path relative to the step's directory, without '..' "
+            f"(got '{justfile.source}')"
+        )
+        source.error(where, message, "path")
+
+
+def _relative_inside(path: str) -> bool:
+    """Whether ``path`` is relative and stays below where it starts (no leading '/', no '..')."""
+    parts = path.replace("\\", "/").split("/")
+    return bool(path) and not path.startswith("/") and ".." not in parts
+
+
+def _toml_type(value: Any) -> str:
+    return _TOML_TYPES.get(type(value), "a date or time")  # the only TOML type left
 
 
 def step_texts(step: StepBase) -> Iterator[tuple[Path, Expression | Template]]:
