@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE ?= examples/pipeline/workflow.toml
 
-.PHONY: demo test lint typecheck pytest browser bench clean
+.PHONY: demo test lint typecheck pytest browser direnv bench clean
 
 demo: $(STAMP)
 	$(BIN)/wayang run $(EXAMPLE)
@@ -29,8 +29,15 @@ browser:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# The workspace tests run commands through direnv; under CI=true they must run, so the same.
+direnv:
+	@if [ "$$CI" = "true" ] && ! command -v direnv >/dev/null; then \
+		echo "installing direnv for the workspace tests"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq direnv; \
+	fi
+
 # pytest exits 5 when it collected no test; say so plainly instead of failing obscurely.
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser direnv
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
 
 # The CLI fixtures (``db``, ``wayang``) shared by tests/cli and tests/steps, and PostgreSQL's.
@@ -14,3 +16,17 @@ pytest_plugins = ["cli_runs", "postgres_fixtures"]
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _workspaces_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs' workspaces and artifacts never land in the user's own data folder."""
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("data")
+    mp.setenv("WAYANG_WORKSPACES", str(root / "workspaces"))
+    mp.setenv("XDG_DATA_HOME", str(root))
+    # Tests that run the examples would otherwise make worktrees of this checkout; tests of
+    # workspaces make their own repositories and set the mode back.
+    mp.setenv("WAYANG_WORKSPACE_MODE", "off")
+    yield
+    mp.undo()

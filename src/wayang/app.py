@@ -10,14 +10,19 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wayang.executors.base import Executor
 from wayang.executors.local import LocalExecutor
 from wayang.executors.python import PythonExecutor
 from wayang.executors.shell import ShellExecutor
 from wayang.runtime.engine import Engine, EngineSettings, EventObserver, LogObserver
+from wayang.runtime.workspaces import RunWorkspaces, WorkspaceChoice, plan_run_workspace
+from wayang.steps.project import load_project
 from wayang.store.port import Store
 from wayang.store.urls import default_store_path, open_store
+from wayang.workspace.artifacts import artifact_root
+from wayang.workspace.settings import WorkspaceSettings
 
 STORE_VARIABLE = "WAYANG_STORE"
 
@@ -78,7 +83,13 @@ class App:
             on_events=on_events,
             on_log=on_log,
             on_orphan=on_orphan,
+            workspaces=RunWorkspaces(self.artifacts_root),
         )
+
+    @property
+    def artifacts_root(self) -> Path:
+        """Where runs' artifacts are kept (``$WAYANG_ARTIFACTS``, else beside the store)."""
+        return artifact_root(_expand(self.settings.store), os.environ)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -89,3 +100,25 @@ class App:
 
 def _expand(location: str) -> str:
     return location if "://" in location else str(Path(location).expanduser())
+
+
+def run_workspace_plan(
+    workflow_file: Path,
+    choice: WorkspaceChoice,
+    environ: Mapping[str, str] | None = None,
+    folder: Path | None = None,
+) -> dict[str, Any]:
+    """:func:`plan_run_workspace` with the settings of the project around the workflow file
+    (``[workspaces]`` in its ``wayang.toml``); ``folder`` is where the run works, when not the
+    file's own folder."""
+    folder = folder or workflow_file.resolve().parent
+    settings = load_project(folder).config.workspaces if folder.is_dir() else WorkspaceSettings()
+    return plan_run_workspace(
+        folder,
+        settings,
+        os.environ if environ is None else environ,
+        workspace_id=choice.workspace_id,
+        base=choice.base,
+        uncommitted=choice.uncommitted,
+        in_place=choice.in_place,
+    )

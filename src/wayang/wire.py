@@ -150,6 +150,14 @@ class StartRun(Ask):
     parallel: int | None = Field(default=None, ge=1)
     """Step attempts the run may run at once; the server's ``--workers`` caps it (and is the
     value when this is left out)."""
+    workspace_id: str | None = Field(default=None, max_length=128)
+    """Work in this named workspace (made if new, reused if not) instead of one of its own."""
+    base: str | None = Field(default=None, max_length=256)
+    """The change the run's workspace is made at (default: the repository's current one)."""
+    uncommitted: bool | None = None
+    """Include the checkout's uncommitted changes in the workspace (git)."""
+    in_place: bool = False
+    """Work in ``cwd`` itself, without a workspace."""
 
 
 class StepView(Reply):
@@ -186,6 +194,8 @@ class RunDetail(RunSummary):
     params: dict[str, Any] = {}
     started_by: str = ""
     retry_of: str = ""
+    workspace: str = ""
+    """The path of the run's own workspace, once made ("" when it works in place)."""
     order: list[str] = []
     steps: dict[str, StepView] = {}
     graph: GraphView | None = None

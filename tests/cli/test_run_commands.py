@@ -207,6 +207,7 @@ def test_status_runs_and_logs(wayang: Wayang, workflow: Callable[[str], str]) ->
         "updated_at",
         "reason",
         "policy_denials",
+        "workspace",
     }
     assert (status["workflow_id"], status["status"], status["reason"]) == (
         "flaky",

@@ -60,7 +60,7 @@ def test_unknown_keys_are_errors_with_suggestions() -> None:
     ]
     assert problems("[server]\nport = 1\n") == [
         "wayang.toml:1:2: error: unknown key 'server'; the keys here are environment, steps, "
-        "state, dev"
+        "state, dev, workspaces"
     ]
 
 

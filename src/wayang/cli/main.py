@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 
 from wayang import __version__
+from wayang.cli.artifacts import artifacts
 from wayang.cli.authoring import init, plan, schema, validate
 from wayang.cli.context import CliContext
 from wayang.cli.dlq import dlq
@@ -23,6 +24,7 @@ from wayang.cli.server import server
 from wayang.cli.steps import COMMANDS as STEP_COMMANDS
 from wayang.cli.trace_export import trace
 from wayang.cli.waits import COMMANDS as WAIT_COMMANDS
+from wayang.cli.workspace import workspace
 from wayang.errors import DefinitionError, WayangError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in Wayang, never the user's input
@@ -91,6 +93,8 @@ for command in (
     *STEP_COMMANDS,
 ):
     cli.add_command(served(command))
+cli.add_command(served(artifacts))
+cli.add_command(workspace)
 
 
 def main(argv: list[str] | None = None) -> int:

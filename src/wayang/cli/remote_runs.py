@@ -75,6 +75,10 @@ def run(
     timeout: str | None,
     as_json: bool,
     detach: bool,
+    workspace_id: str | None = None,
+    base: str | None = None,
+    uncommitted: bool = False,
+    in_place: bool = False,
 ) -> None:
     """Check and plan FILE here (the errors are those of a run in this process, unmet
     requirements included: the server usually runs on this machine), then have the server run
@@ -96,6 +100,10 @@ def run(
             env=overrides,
             timeout=timeout,
             parallel=parallel,
+            workspace_id=workspace_id,
+            base=base,
+            uncommitted=uncommitted or None,
+            in_place=in_place,
         )
     )
     if detach:

@@ -145,6 +145,7 @@ def status_json(view: RunView, outline: RunOutline | None = None) -> dict[str, A
         "created_at": iso_time(record.created_at),
         "updated_at": iso_time(record.updated_at),
         "reason": state.reason,
+        "workspace": state.workspace or None,
         "policy_denials": [_denial_json(e) for e in view.history if isinstance(e, ev.PolicyDenied)],
     }
 
@@ -330,6 +331,8 @@ def print_status(console: Console, view: RunView, outline: RunOutline | None = N
     console.print(times, soft_wrap=True)
     if state.started is not None and state.started.retry_of:
         console.print(f"retry of {escape(state.started.retry_of)}", soft_wrap=True)
+    if state.workspace:
+        console.print(f"workspace {escape(state.workspace)}", soft_wrap=True)
     if state.reason:
         console.print(f"reason: {escape(state.reason)}", soft_wrap=True)
     limits = outline.attempts

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 from rich.markup import escape
 
-from wayang.app import App
+from wayang.app import App, run_workspace_plan
 from wayang.cli.authoring import parse_assignments
 from wayang.cli.background import start_detached
 from wayang.cli.context import CliContext, pass_cli
@@ -37,6 +37,7 @@ from wayang.runtime.operations import (
     read_request_payload,
 )
 from wayang.runtime.queues import check_queue_room
+from wayang.runtime.workspaces import WorkspaceChoice, with_workspace
 
 JSON_HELP = "Print one JSON object at the end instead of progress."
 
@@ -58,6 +59,18 @@ JSON_HELP = "Print one JSON object at the end instead of progress."
 @click.option("--timeout", metavar="DURATION", help="Stop the run (failed) after this, e.g. 30m.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id and return.")
+@click.option(
+    "--workspace-id",
+    metavar="ID",
+    help="Work in the workspace ID (made if new, reused if it exists) [default: one per run].",
+)
+@click.option("--base", metavar="REV", help="Make the workspace at this change [default: HEAD].")
+@click.option(
+    "--uncommitted", is_flag=True, help="Include the checkout's uncommitted changes (git)."
+)
+@click.option(
+    "--in-place", is_flag=True, help="Work in the workflow's folder, without a workspace."
+)
 @pass_cli
 def run(
     cli: CliContext,
@@ -69,6 +82,10 @@ def run(
     timeout: str | None,
     as_json: bool,
     detach: bool,
+    workspace_id: str | None,
+    base: str | None,
+    uncommitted: bool,
+    in_place: bool,
 ) -> None:
     """Run FILE (default ./workflow.toml) and wait for it to end.
 
@@ -82,6 +99,8 @@ def run(
     with open_app() as app:
         workers = parallel or app.settings.parallel
         request = prepare_run(file, values, overrides, parallel=workers, timeout_s=timeout_s)
+        workspace = WorkspaceChoice(workspace_id, base, uncommitted or None, in_place)
+        request = with_workspace(request, run_workspace_plan(file, workspace))
         check_requirements(request.plan.workflow, overrides)
         check_queue_room(app.store, request.plan)
         run_id = new_run_id()

@@ -13,6 +13,7 @@ import click
 from wayang.app import App, Settings
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import STORE_KEY
+from wayang.cli.runs import duration_option
 from wayang.runtime.engine import EngineSettings
 
 
@@ -85,6 +86,13 @@ from wayang.runtime.engine import EngineSettings
     "store adopts them after that (how long a killed server's runs wait).",
 )
 @click.option(
+    "--retention-every",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="Clean workspaces and artifacts by [workspaces.retention] this often ('0s': never).",
+)
+@click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -112,6 +120,7 @@ def server(
     max_queued: int,
     grace_s: float,
     lease_s: float,
+    retention_every: str,
     token_file: Path | None,
     log_format: str,
 ) -> None:
@@ -142,7 +151,8 @@ def server(
     )
     listen = Listen(host, port, socket_path, read_token(None, token_file))
     limits = Limits(max_runs, max_runs_per_workflow, max_queued)
-    core_settings = CoreSettings(limits, project_dir, grace_s, settings.parallel)
+    every_s = duration_option(retention_every, "--retention-every") or 0.0
+    core_settings = CoreSettings(limits, project_dir, grace_s, settings.parallel, every_s)
     app = App(settings)
     tracing = Tracing.from_environment(os.environ)
     try:

@@ -23,6 +23,7 @@ from wayang.engine.messages import (
     Decision,
     DispatchTask,
     Input,
+    NoteWorkspace,
     Signal,
     StartTimer,
     StopTask,
@@ -104,6 +105,17 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
             self.on_message(message)
         elif isinstance(message, ChildFinished):
             self.on_child_finished(message)
+        elif isinstance(message, NoteWorkspace):
+            self.emit(
+                ev.WorkspaceNoted(
+                    message.kind,
+                    message.workspace_id,
+                    message.path,
+                    message.detail,
+                    self.now,
+                    message.step_id,
+                )
+            )
         elif not isinstance(message, Wake):
             raise TypeError(f"not an engine input: {message!r}")
 

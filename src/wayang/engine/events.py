@@ -53,6 +53,9 @@ class RunStarted(Event):
     policy_filename: str = ""
     parent: str = ""  # "<run_id>/<step_id>" when a subworkflow step started this run
     actor_roles: list[str] = field(default_factory=list)
+    # Where the run works when it has its own workspace (runtime/workspaces.py): repository,
+    # backend, id ("" = the run's id), base, subdir, ...; empty when it works in place.
+    workspace: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +485,20 @@ class CompensationFinished(Event):
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class WorkspaceNoted(Event):
+    """Something happened to a workspace of the run: created, reused, direnv allowed, tooling
+    synced, cleaned, or a note (``kind``). ``step_id`` names the step of an ephemeral one."""
+
+    TYPE: ClassVar[str] = "WorkspaceNoted"
+    kind: str
+    workspace_id: str
+    path: str
+    detail: str
+    at: float
+    step_id: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -498,6 +515,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunSucceeded,
         RunFailed,
         RunCancelled,
+        WorkspaceNoted,
         DecisionMade,
         VisitStarted,
         VisitLimitReached,

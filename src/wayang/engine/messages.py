@@ -43,6 +43,17 @@ class CancelRun:
 
 
 @dataclass(frozen=True, slots=True)
+class NoteWorkspace:
+    """The runtime did something to a workspace of the run; recorded as ``WorkspaceNoted``."""
+
+    kind: str
+    workspace_id: str
+    path: str
+    detail: str
+    step_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Look again: after a restart, to schedule whatever is ready."""
 
@@ -83,7 +94,16 @@ class ChildFinished:
     error: str = ""
 
 
-Input = TaskFinished | TimerFired | CancelRun | Wake | Signal | TopicMessage | ChildFinished
+Input = (
+    TaskFinished
+    | TimerFired
+    | CancelRun
+    | Wake
+    | Signal
+    | TopicMessage
+    | ChildFinished
+    | NoteWorkspace
+)
 
 
 # --- commands ----------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ class RunState:
     compensation_failed: list[str] = field(default_factory=list)
     fail_reason: str | None = None  # why the run fails when it is not "a step failed"
     outputs: dict[str, Any] = field(default_factory=dict)  # the workflow's [outputs], at the end
+    workspace: str = ""  # the path of the run's own workspace, once made
 
     def step(self, step_id: str) -> StepState:
         """Read a step's state; a step no event has touched yet is pending (and not stored)."""
@@ -304,6 +305,11 @@ def _run_failed(state: RunState, event: ev.RunFailed) -> None:
     state.status, state.finished_at, state.reason = RunStatus.FAILED, event.at, event.reason
 
 
+def _workspace_noted(state: RunState, event: ev.WorkspaceNoted) -> None:
+    if event.kind in ("created", "reused") and not event.step_id:
+        state.workspace = event.path
+
+
 def _run_cancelled(state: RunState, event: ev.RunCancelled) -> None:
     state.status, state.finished_at, state.reason = RunStatus.CANCELLED, event.at, event.reason
 
@@ -322,6 +328,7 @@ _APPLY: dict[type[ev.Event], Any] = {
     ev.RunSucceeded: _run_succeeded,
     ev.RunFailed: _run_failed,
     ev.RunCancelled: _run_cancelled,
+    ev.WorkspaceNoted: _workspace_noted,
     **dict.fromkeys(WAIT_KINDS, _wait_started),
     ev.ApprovalVoted: _voted,
     ev.ApprovalEscalated: _escalated,

@@ -36,6 +36,7 @@ from wayang.engine.messages import (
     Decision,
     DispatchTask,
     Input,
+    NoteWorkspace,
     PublishMessage,
     StartChildRun,
     StartTimer,
@@ -46,6 +47,7 @@ from wayang.engine.messages import (
 )
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import ACTIVE_STEP, RunState, RunStatus, fold
+from wayang.errors import WayangError
 from wayang.executors.base import Executor, TaskResult, TaskSpec
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.policy import gate_for
@@ -58,6 +60,7 @@ from wayang.runtime.records import finished_from_record, read_events, to_new_eve
 from wayang.runtime.remote import RemoteTasks
 from wayang.runtime.tasks import task_spec, workspace_for
 from wayang.runtime.waits import WaitWatcher
+from wayang.runtime.workspaces import RunFolder, RunWorkspaces
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     DEFAULT_TENANT,
@@ -74,6 +77,8 @@ from wayang.store.port import (
     completion_wakeup,
 )
 from wayang.store.port import DeadLetter as DeadLetterRecord
+from wayang.workspace.artifacts import ArtifactDeclaration
+from wayang.workspace.manager import WorkspaceEvent
 
 _TERMINAL_EVENTS = (ev.RunSucceeded, ev.RunFailed, ev.RunCancelled)
 
@@ -113,6 +118,7 @@ class _LiveRun:
     # message offered to the run's event waits (reset when a new wait starts: it sees all).
     fed_signals: set[int] = field(default_factory=set)
     cursors: dict[str, int] = field(default_factory=dict)
+    folder: RunFolder | None = None  # where its tasks work, once known (its workspace made)
 
     @property
     def run_id(self) -> str:
@@ -140,8 +146,10 @@ class Engine:
         on_events: EventObserver | None = None,
         on_log: LogObserver | None = None,
         on_orphan: Callable[[str], None] | None = None,
+        workspaces: RunWorkspaces | None = None,
     ) -> None:
-        """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed."""
+        """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed;
+        ``workspaces`` makes and closes runs' own workspaces (none: runs work in place)."""
         self.store = store
         self.owner = new_owner_id()
         self._on_orphan = on_orphan
@@ -150,6 +158,8 @@ class Engine:
         self._clock = clock
         self._on_events = on_events
         self._on_log = on_log
+        self._workspaces = workspaces or RunWorkspaces()
+        self._finishing: set[asyncio.Task[None]] = set()  # runs ended, their workspace closing
         self._runs: dict[str, _LiveRun] = {}
         self._waits = WaitWatcher(self)
         self._remote = RemoteTasks(
@@ -193,6 +203,7 @@ class Engine:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, *self._stopping, return_exceptions=True)
+        await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._lost_runs.close()
         committer = self._require_committer()
         committer.close()
@@ -464,6 +475,29 @@ class Engine:
             if self._runs.get(live.run_id) is live:  # not a copy since dropped (lost_runs.py)
                 self._runs.pop(live.run_id)
                 self._remote.forget_run(live.run_id)
+            if live.done.done():
+                return
+            started = live.state.started
+            if live.plan.workflow.artifacts or (started is not None and started.workspace):
+                finishing = asyncio.get_running_loop().create_task(self._finish(live))
+                self._finishing.add(finishing)
+                finishing.add_done_callback(self._finishing.discard)
+            else:
+                live.done.set_result(live.state)
+
+    async def _finish(self, live: _LiveRun) -> None:
+        """Close the run's workspace and collect its artifacts, then report it ended."""
+        try:
+            declared = [
+                ArtifactDeclaration(name, artifact.path, artifact.retention)
+                for name, artifact in live.plan.workflow.artifacts.items()
+            ]
+            lines = await self._workspaces.finish(live.run_id, live.state, live.cwd, declared)
+            for line in lines:
+                self._run_log(live, "", line)
+            if lines:
+                await self._require_committer().flush()
+        finally:
             if not live.done.done():
                 live.done.set_result(live.state)
 
@@ -508,10 +542,21 @@ class Engine:
         live.tasks[command.task_id] = task
 
     async def _execute(self, live: _LiveRun, command: DispatchTask) -> None:
-        payload = command.payload
-        workspace, scratch = workspace_for(live.cwd, str(payload.get("workspace") or "inherit"))
-        spec = task_spec(live.run_id, command, workspace)
         started = self._clock()
+        ephemeral = ""
+        try:
+            folder = await self._task_folder(live, command)
+            ephemeral = folder.workspace_id if folder is not live.folder else ""
+            workspace, scratch = workspace_for(folder.cwd, self._workspace_kind(live, command))
+            spec = task_spec(
+                live.run_id, command, workspace, launcher=folder.launcher, extra_env=folder.env
+            )
+        except Exception as exc:  # WayangError, or a bug: the attempt fails, the run goes on
+            live.tasks.pop(command.task_id, None)
+            why = str(exc) if isinstance(exc, WayangError) else repr(exc)
+            result = TaskResult.failed(f"its workspace could not be made: {why}", 0.0)
+            self._feed(live, _finished_message(command, result, started), finished=command.task_id)
+            return
         try:
             result = await self._executor.execute(spec, self._log_sink(live, spec))
         except asyncio.CancelledError:
@@ -522,17 +567,61 @@ class Engine:
             live.tasks.pop(command.task_id, None)
             if scratch:
                 shutil.rmtree(workspace, ignore_errors=True)
-        finished = TaskFinished(
-            command.step_id,
-            command.attempt,
-            result.status,
-            result.outputs,
-            result.error,
-            result.exit_code,
-            result.duration_s,
-            started,
-        )
-        self._feed(live, finished, finished=command.task_id)
+        if ephemeral and not live.lost:
+            await self._end_ephemeral(live, command, ephemeral, result.status != "succeeded")
+        self._feed(live, _finished_message(command, result, started), finished=command.task_id)
+
+    def _workspace_kind(self, live: _LiveRun, command: DispatchTask) -> str:
+        kind = str(command.payload.get("workspace") or "inherit")
+        has_own = live.state.started is not None and bool(live.state.started.workspace)
+        return "inherit" if kind == "ephemeral" and has_own else kind
+
+    async def _task_folder(self, live: _LiveRun, command: DispatchTask) -> RunFolder:
+        """Where the attempt works: the run's folder (its workspace, made on first use), or a
+        fresh workspace of its own for an ``ephemeral`` step of a run that has one."""
+        started = live.state.started
+        if started is None:
+            return RunFolder(live.cwd)
+        note = self._workspace_note(live)
+        if live.folder is None:
+            live.folder = await self._workspaces.folder(live.run_id, started, note)
+            live.cwd = live.folder.cwd
+        if command.payload.get("workspace") == "ephemeral" and started.workspace:
+            return await self._workspaces.ephemeral(
+                live.run_id, started, command.step_id, command.attempt, note
+            )
+        return live.folder
+
+    async def _end_ephemeral(
+        self, live: _LiveRun, command: DispatchTask, workspace_id: str, failed: bool
+    ) -> None:
+        started = live.state.started
+        if started is None:
+            return
+        try:
+            await self._workspaces.end_ephemeral(
+                started, workspace_id, failed, command.step_id, self._workspace_note(live)
+            )
+        except WayangError as exc:
+            self._run_log(live, command.step_id, f"workspace {workspace_id}: {exc}")
+
+    def _workspace_note(self, live: _LiveRun) -> Callable[[WorkspaceEvent, str], None]:
+        def note(event: WorkspaceEvent, step_id: str) -> None:
+            message = NoteWorkspace(
+                event.kind, event.workspace_id, event.path, event.detail, step_id
+            )
+            self._feed(live, message)
+            self._run_log(
+                live, step_id, f"workspace {event.workspace_id} {event.kind}: {event.detail}"
+            )
+
+        return note
+
+    def _run_log(self, live: _LiveRun, step_id: str, line: str) -> None:
+        record = LogLine(live.run_id, step_id, 0, "log", line, self._clock())
+        self._require_committer().log(record)
+        if self._on_log is not None:
+            self._on_log(record)
 
     def _log_sink(self, live: _LiveRun, spec: TaskSpec) -> Callable[[str, str], None]:
         committer = self._require_committer()
@@ -755,6 +844,19 @@ class _Work:
             at=self.now,
             tenant=self.live.tenant,
         )
+
+
+def _finished_message(command: DispatchTask, result: TaskResult, started: float) -> TaskFinished:
+    return TaskFinished(
+        command.step_id,
+        command.attempt,
+        result.status,
+        result.outputs,
+        result.error,
+        result.exit_code,
+        result.duration_s,
+        started,
+    )
 
 
 def _resolved(state: RunState) -> asyncio.Future[RunState]:

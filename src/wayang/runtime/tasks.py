@@ -31,8 +31,16 @@ class TaskLike(Protocol):
     def payload(self) -> dict[str, Any]: ...
 
 
-def task_spec(run_id: str, task: TaskLike, cwd: str) -> TaskSpec:
-    """The executor's view of one attempt, from the task's payload (see ``decide.dispatch``)."""
+def task_spec(
+    run_id: str,
+    task: TaskLike,
+    cwd: str,
+    *,
+    launcher: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> TaskSpec:
+    """The executor's view of one attempt, from the task's payload (see ``decide.dispatch``);
+    ``launcher`` and ``extra_env`` come from the run's workspace, when it has one."""
     payload = task.payload
     return TaskSpec(
         run_id=run_id,
@@ -42,8 +50,9 @@ def task_spec(run_id: str, task: TaskLike, cwd: str) -> TaskSpec:
         command=payload.get("command"),
         uses=payload.get("uses"),
         inputs=dict(payload.get("inputs") or {}),
-        env=dict(payload.get("env") or {}),
+        env={**(extra_env or {}), **dict(payload.get("env") or {})},
         cwd=cwd,
         timeout_s=payload.get("timeout_s"),
         workflow_id=str(payload.get("workflow_id") or ""),
+        launcher=launcher,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wayang import wire
-from wayang.app import App
+from wayang.app import App, run_workspace_plan
 from wayang.engine import events as ev
 from wayang.engine.state import ACTIVE_STEP, RunState, StepStatus
 from wayang.errors import UsageError
@@ -47,9 +47,11 @@ from wayang.runtime.operations import (
 )
 from wayang.runtime.records import read_events
 from wayang.runtime.signals import deliver, pending_waits, publish, send_signal
+from wayang.runtime.workspaces import WorkspaceChoice, with_workspace
 from wayang.server import views
 from wayang.server.fleet import Fleet
 from wayang.server.queue import Limits, Queued, RunQueue
+from wayang.server.retention import RetentionLoop
 from wayang.server.workflows import WorkflowRegistry
 from wayang.store.port import Store
 
@@ -68,6 +70,7 @@ class CoreSettings:
     project: Path | None = None
     grace_s: float = 30.0
     parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
+    retention_every_s: float = 0.0  # clean workspaces this often (server/retention.py); 0: never
 
 
 class ServerCore:
@@ -121,6 +124,10 @@ class ServerCore:
         if self.settings.project is not None:
             await self._serve_steps(self.settings.project)
         await self._adopt_left_over()
+        if self.settings.retention_every_s > 0:
+            every = self.settings.retention_every_s
+            retention = RetentionLoop.for_app(self.app, Path(self._cwd), every)
+            await self._exits.enter_async_context(retention)
         self._pump_task = asyncio.create_task(self._pump_loop(), name="wayang-queue")
         self.state = "ok"
         return self
@@ -386,6 +393,9 @@ class ServerCore:
             workflow=self._parsed(source, filename),
             policy_of=self._policy_files,
         )
+        choice = WorkspaceChoice(body.workspace_id, body.base, body.uncommitted, body.in_place)
+        plan = run_workspace_plan(Path(filename), choice, folder=Path(cwd))
+        request = with_workspace(request, plan)
         await self.fleet.check_room(request.plan)
         return await self._enqueue(request)
 

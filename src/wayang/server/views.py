@@ -81,6 +81,7 @@ def run_detail(
         params=dict(started.params) if started else {},
         started_by=started.actor if started else "",
         retry_of=started.retry_of if started else "",
+        workspace=state.workspace,
         order=order,
         steps=steps,
         graph=graph,

@@ -15,6 +15,9 @@
     host = "127.0.0.1"
     port = 3000
 
+    [workspaces]                 # each run in its own git worktree / jj workspace
+    mode = "per-run"             # or "off"; see wayang.workspace.settings for every key
+
 Every key is optional. The root is the nearest folder at or above the starting one that holds a
 ``wayang.toml``; the search stops at a folder holding ``.git`` (a repository's top), and without a
 ``wayang.toml`` the starting folder itself is the root, with every default.
@@ -34,6 +37,7 @@ from wayang.errors import DefinitionError, Diagnostic, UsageError
 from wayang.model.keys import did_you_mean, model_keys
 from wayang.model.source import SourceFile
 from wayang.model.toml_positions import toml_error_position
+from wayang.workspace.settings import RetentionSettings, WorkspaceSettings
 
 __all__ = [
     "PROJECT_FILE",
@@ -81,12 +85,15 @@ class ProjectConfig(_Settings):
     steps: StepsSettings = StepsSettings()
     state: StateSettings = StateSettings()
     dev: DevSettings = DevSettings()
+    workspaces: WorkspaceSettings = WorkspaceSettings()
 
 
 _TABLES: dict[str, type[BaseModel]] = {
     "steps": StepsSettings,
     "state": StateSettings,
     "dev": DevSettings,
+    "workspaces": WorkspaceSettings,
+    "workspaces.retention": RetentionSettings,
 }
 
 
@@ -152,7 +159,8 @@ def _report(source: SourceFile, detail: ErrorDetails) -> None:
     where = ".".join(str(part) for part in loc)
     if detail["type"] == "extra_forbidden":
         key = str(loc[-1])
-        model = _TABLES.get(str(loc[0])) if len(loc) > 1 else ProjectConfig
+        table = ".".join(str(part) for part in loc[:-1])
+        model = _TABLES.get(table) if len(loc) > 1 else ProjectConfig
         choices = model_keys(model) if model is not None else []
         hint = did_you_mean(key, choices) or f"; the keys here are {', '.join(choices)}"
         source.key_error(loc, f"unknown key '{where}'{hint}", "unknown-key")
