@@ -65,7 +65,12 @@ class Server:
         store = str(folder / "w.db")
         argv = [sys.executable, "-m", "wayang.cli.main", "--store", store, "server",
                 "--port", str(self.port), "--socket", "", "--max-runs", "10000"]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Started in the scratch folder: from a repository's checkout, every run of a registered
+        # workflow would get a worktree of that repository (docs/workspaces.md), and this
+        # measures the engine behind the API, not git.
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -551,3 +551,39 @@ def test_the_api_token_comes_from_the_environment(
         assert wayang("runs").err == "no runs in this store yet\n"
         started = wayang("run", "--json", workflow(tmp_path, "steady", STEADY))
         assert json.loads(started.out)["status"] == "succeeded"
+
+
+# ------------------------------------------------------------------------------ workspaces
+
+
+@pytest.mark.timeout(120)
+def test_runs_through_the_server_work_in_their_workspace(
+    wayang: Wayang, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAYANG_WORKSPACE_MODE", "per-run")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for argv in (["init", "-q"], ["config", "user.email", "t@x"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *argv], cwd=repo, check=True)
+    (repo / "workflow.toml").write_text(
+        'id = "where"\n[steps.look]\nrun = "echo id=$WAYANG_WORKSPACE_ID; test -f tracked"\n'
+    )
+    (repo / "tracked").write_text("x\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=repo, check=True)
+    (repo / "untracked").write_text("not in the workspace\n")
+    env = {"WAYANG_WORKSPACE_MODE": "per-run"}
+    with running_server(db, tmp_path, env=env):
+        done = wayang("run", str(repo / "workflow.toml"), "--workspace-id", "served")
+        assert done.code == 0, done
+        run_id = run_id_of(done)
+        assert "id=served" in wayang("logs", run_id).out
+        status = wayang("status", run_id, "--json").json()
+        workspace = Path(status["workspace"])
+        assert workspace.name == "served" and (workspace / "tracked").is_file()
+        assert not (workspace / "untracked").exists()  # HEAD only, the checkout untouched
+        assert (repo / "untracked").is_file()
+
+        bad = wayang("run", str(repo / "workflow.toml"), "--base", "no-such-rev")
+        assert bad.code == 2
+        assert "--base 'no-such-rev': no such commit" in bad.err

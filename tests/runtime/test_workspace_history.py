@@ -13,7 +13,7 @@ from wayang.app import run_workspace_plan
 from wayang.engine import events as ev
 from wayang.engine.state import RunStatus, fold
 from wayang.ids import new_run_id
-from wayang.runtime.operations import prepare_run
+from wayang.runtime.operations import prepare_retry, prepare_run
 from wayang.runtime.records import read_events
 from wayang.runtime.workspaces import (
     WorkspaceChoice,
@@ -81,5 +81,71 @@ def test_the_history_records_the_workspace_and_its_cleaning(
         assert after[-1].kind == "cleaned"
         assert fold(run_id, after).status is RunStatus.SUCCEEDED
         assert not record_cleaned(app.store, "no-such-run", cleaned, 1.0)
+    finally:
+        app.close()
+
+
+PARENT = """\
+id = "parent"
+[steps.here]
+run = "test -f committed.txt"
+[steps.child]
+needs = ["here"]
+kind = "subworkflow"
+workflow = "sub/workflow.toml"
+"""
+
+CHILD = """\
+id = "child"
+[steps.look]
+run = "echo child-in=$WAYANG_WORKSPACE_ID; test -f ../committed.txt"
+"""
+
+
+def test_a_subworkflow_borrows_its_parents_workspace_and_a_retry_gets_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAYANG_WORKSPACE_MODE", "per-run")
+    repo = _repository(tmp_path)
+    (repo / "sub").mkdir()
+    write_workflow(repo / "sub", CHILD)
+    write_workflow(repo, PARENT, "parent.toml")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "two"], cwd=repo, check=True)
+    flow = repo / "parent.toml"
+    request = prepare_run(flow, {}, {}, parallel=1, timeout_s=None)
+    request = with_workspace(request, run_workspace_plan(flow, WorkspaceChoice()))
+    app = make_app(tmp_path)
+    run_id = new_run_id()
+
+    async def go() -> None:
+        async with app.engine() as engine:
+            state = await asyncio.wait_for(engine.start(request.plan, request.started, run_id), 30)
+            assert state.status is RunStatus.SUCCEEDED, state.reason
+            retry = prepare_retry(app.store, run_id, "here")
+            again = await asyncio.wait_for(
+                engine.start(retry.plan, retry.started, "retry-1", reuse=retry.reuse), 30
+            )
+            assert again.status is RunStatus.SUCCEEDED, again.reason
+
+    try:
+        asyncio.run(go())
+        manager = manager_for(request.started.workspace)
+        rows = {row.id: row for row in manager.workspaces()}
+        # The child ran in the parent's workspace; the parent's record of it stands.
+        children = [r.run_id for r in app.store.list_runs() if r.workflow_id == "child"]
+        assert len(children) == 2
+        seen = {
+            line.line
+            for child in children
+            for line in app.store.read_logs(child)
+            if "in=" in line.line
+        }
+        assert seen == {f"child-in={run_id}", "child-in=retry-1"}
+        assert rows[run_id].meta is not None and rows[run_id].meta.run_id == run_id
+        assert rows[run_id].status == "finished"
+        # The retry worked at the same change, in a workspace of its own.
+        assert rows["retry-1"].meta is not None
+        assert rows["retry-1"].meta.base_change == rows[run_id].meta.base_change
     finally:
         app.close()

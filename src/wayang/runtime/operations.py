@@ -147,6 +147,7 @@ def _request(
     actor: str | None = None,
     parent: str = "",
     policy_of: PolicyLookup = project_policy,
+    workspace: Mapping[str, Any] | None = None,
 ) -> RunRequest:
     # Only the variables the definition reads are pinned in the history, not the whole
     # environment: it is stored, and may hold secrets that nothing here uses.
@@ -177,6 +178,7 @@ def _request(
         policy_source=policy_source,
         policy_filename=policy_filename,
         parent=parent,
+        workspace=dict(workspace or {}),
     )
     started = _under_policy(workflow, started)
     run_plan = RunPlan.build(workflow, started, gate_for, plan=plan)
@@ -290,6 +292,8 @@ def prepare_retry(
         params_are_text=False,
         retry_of=run_id,
         reuse=reuse,
+        # At the same change, in a workspace of its own (or the same named one).
+        workspace=started.workspace,
     )
 
 
@@ -399,7 +403,22 @@ def prepare_child_run(
         params_are_text=False,
         actor=parent.actor,
         parent=parent_step,
+        workspace=_borrowed_workspace(parent, parent_step, file),
     )
+
+
+def _borrowed_workspace(parent: ev.RunStarted, parent_step: str, file: Path) -> dict[str, Any]:
+    """A child run works in its parent's workspace: same id, in the child's own folder there,
+    leaving the workspace's status and run to the parent (``borrowed``)."""
+    plan = parent.workspace
+    if not plan:
+        return {}
+    folder = file.resolve().parent
+    repository = Path(str(plan.get("repository", "")))
+    inside = folder.is_relative_to(repository)
+    subdir = folder.relative_to(repository).as_posix() if inside else plan.get("subdir", "")
+    workspace_id = plan.get("id") or parent_step.split("/", 1)[0]
+    return {**plan, "id": workspace_id, "subdir": subdir, "borrowed": True}
 
 
 def resolve_workflow_ref(folder: Path, ref: str) -> Path:

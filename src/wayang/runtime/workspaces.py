@@ -166,17 +166,20 @@ class RunWorkspaces:
         plan = started.workspace
         workspace_id = plan.get("id") or run_id
         manager = manager_for(plan)
+        # A subworkflow's run borrows its parent's workspace: the parent's status and run stay.
+        borrowed = bool(plan.get("borrowed"))
         made = await asyncio.to_thread(
             manager.ensure_workspace,
             workspace_id,
             plan.get("base") or None,
-            workflow=started.workflow_id,
-            command=f"wayang run {started.filename}",
-            run_id=run_id,
+            workflow="" if borrowed else started.workflow_id,
+            command="" if borrowed else f"wayang run {started.filename}",
+            run_id="" if borrowed else run_id,
         )
         for event in made.events:
             note(event, "")
-        await asyncio.to_thread(manager.update_status, workspace_id, "running")
+        if not borrowed:
+            await asyncio.to_thread(manager.update_status, workspace_id, "running")
         return _run_folder(made, plan)
 
     async def ephemeral(
@@ -232,7 +235,8 @@ class RunWorkspaces:
             cwd = str(manager.path_of(workspace_id) / str(started.workspace.get("subdir") or ""))
             status = _END_STATUS.get(state.status, "finished")
             try:
-                await asyncio.to_thread(manager.update_status, workspace_id, status)
+                if not started.workspace.get("borrowed"):
+                    await asyncio.to_thread(manager.update_status, workspace_id, status)
             except WorkspaceError as exc:
                 lines.append(f"workspace {workspace_id}: {exc}")
         lines.extend(await self._collect(run_id, state, cwd, declared))
