@@ -7,6 +7,7 @@ Interfaces (the CLI now, the server later) make one :class:`App` per process fro
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from wayang.steps.project import load_project
 from wayang.store.port import Store
 from wayang.store.urls import default_store_path, open_store
 from wayang.workspace.artifacts import artifact_root
+from wayang.workspace.backend import find_repository
 from wayang.workspace.settings import WorkspaceSettings
 
 STORE_VARIABLE = "WAYANG_STORE"
@@ -111,14 +113,49 @@ def run_workspace_plan(
     """:func:`plan_run_workspace` with the settings of the project around the workflow file
     (``[workspaces]`` in its ``wayang.toml``); ``folder`` is where the run works, when not the
     file's own folder."""
-    folder = folder or workflow_file.resolve().parent
-    settings = load_project(folder).config.workspaces if folder.is_dir() else WorkspaceSettings()
-    return plan_run_workspace(
-        folder,
-        settings,
-        os.environ if environ is None else environ,
-        workspace_id=choice.workspace_id,
-        base=choice.base,
-        uncommitted=choice.uncommitted,
-        in_place=choice.in_place,
-    )
+    return WorkspacePlanner(ttl_s=0.0).plan(workflow_file, choice, environ, folder)
+
+
+class WorkspacePlanner:
+    """Plans runs' workspaces (:func:`run_workspace_plan`), remembering each folder's project
+    settings and repository for ``ttl_s``: a server starting a thousand runs a second of one
+    folder should not read its ``wayang.toml`` and walk up to its repository a thousand times."""
+
+    def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._places: dict[Path, tuple[float, WorkspaceSettings, Path | None]] = {}
+
+    def plan(
+        self,
+        workflow_file: Path,
+        choice: WorkspaceChoice,
+        environ: Mapping[str, str] | None = None,
+        folder: Path | None = None,
+    ) -> dict[str, Any]:
+        folder = folder or workflow_file.resolve().parent
+        settings, repository = self._place(folder)
+        return plan_run_workspace(
+            folder,
+            settings,
+            os.environ if environ is None else environ,
+            workspace_id=choice.workspace_id,
+            base=choice.base,
+            uncommitted=choice.uncommitted,
+            in_place=choice.in_place,
+            find=lambda _folder: repository,
+        )
+
+    def _place(self, folder: Path) -> tuple[WorkspaceSettings, Path | None]:
+        now = self._clock()
+        known = self._places.get(folder)
+        if known is not None and now < known[0]:
+            return known[1], known[2]
+        is_dir = folder.is_dir()
+        settings = load_project(folder).config.workspaces if is_dir else WorkspaceSettings()
+        repository = find_repository(folder) if is_dir else None
+        if self._ttl_s > 0:
+            if len(self._places) > 1000:  # folders come and go: forget them all now and then
+                self._places.clear()
+            self._places[folder] = (now + self._ttl_s, settings, repository)
+        return settings, repository

@@ -59,6 +59,7 @@ def plan_run_workspace(
     base: str | None = None,
     uncommitted: bool | None = None,
     in_place: bool = False,
+    find: Callable[[Path], Path | None] = find_repository,
 ) -> dict[str, Any]:
     """The ``RunStarted.workspace`` of a run of the workflow in ``folder``; ``{}`` to work in
     place (no repository, ``mode = "off"``, or ``in_place``). Raises UsageError for a bad id or
@@ -70,8 +71,7 @@ def plan_run_workspace(
         return {}
     if workspace_mode(settings, environ) == "off" and not asked:
         return {}
-    folder = folder.resolve()
-    repository = find_repository(folder)
+    repository = find(folder)
     if repository is None:
         if asked:
             raise UsageError(
@@ -81,6 +81,7 @@ def plan_run_workspace(
         return {}
     if workspace_id is not None:
         check_workspace_id(workspace_id)
+    folder = folder.resolve()
     backend = make_backend(repository, settings.backend)
     try:
         resolved = backend.resolve(repository, base)

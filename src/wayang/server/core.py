@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wayang import wire
-from wayang.app import App, run_workspace_plan
+from wayang.app import App, WorkspacePlanner
 from wayang.engine import events as ev
 from wayang.engine.state import ACTIVE_STEP, RunState, StepStatus
 from wayang.errors import UsageError
@@ -105,6 +105,7 @@ class ServerCore:
         self._definitions: dict[tuple[str, str], Workflow] = {}
         self._policy_files = PolicyFiles()
         self._cwd = os.getcwd()  # where runs of registered workflows work, unless told
+        self._workspace_plans = WorkspacePlanner()
         self.user = current_actor({})
         """Who a request acts as when it does not say (the user the server runs as)."""
 
@@ -394,7 +395,7 @@ class ServerCore:
             policy_of=self._policy_files,
         )
         choice = WorkspaceChoice(body.workspace_id, body.base, body.uncommitted, body.in_place)
-        plan = run_workspace_plan(Path(filename), choice, folder=Path(cwd))
+        plan = self._workspace_plans.plan(Path(filename), choice, folder=Path(cwd))
         request = with_workspace(request, plan)
         await self.fleet.check_room(request.plan)
         return await self._enqueue(request)
