@@ -201,6 +201,28 @@ class RunDetail(RunSummary):
     graph: GraphView | None = None
 
 
+class ArtifactFileView(Reply):
+    name: str
+    """The ``[artifacts.<name>]`` declaration the file matched."""
+    path: str
+    """Relative to the run's workspace."""
+    size: int
+    sha256: str
+    expires_at: str | None = None
+
+
+class RunArtifacts(Reply):
+    """What was collected from the run's workspace when it ended (docs/artifacts.md)."""
+
+    run_id: str
+    collected_at: str | None
+    files: list[ArtifactFileView] = []
+    missing: list[str] = []
+    """Declarations that matched no file."""
+    refused: list[str] = []
+    """Matches refused because they lead outside the workspace."""
+
+
 class RunAccepted(Reply):
     """A run taken: ``queued`` until a slot frees, else ``running``."""
 

@@ -5,6 +5,7 @@ once through it (found by its Unix socket, or named by --server / $WAYANG_SERVER
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from server_runs import ServerProcess, free_port, running_server
 
@@ -566,14 +568,15 @@ def test_runs_through_the_server_work_in_their_workspace(
     for argv in (["init", "-q"], ["config", "user.email", "t@x"], ["config", "user.name", "t"]):
         subprocess.run(["git", *argv], cwd=repo, check=True)
     (repo / "workflow.toml").write_text(
-        'id = "where"\n[steps.look]\nrun = "echo id=$WAYANG_WORKSPACE_ID; test -f tracked"\n'
+        'id = "where"\n[artifacts.seen]\npath = "out/*.txt"\n[steps.look]\n'
+        'run = "echo id=$WAYANG_WORKSPACE_ID; test -f tracked; mkdir -p out; echo hi > out/a.txt"\n'
     )
     (repo / "tracked").write_text("x\n")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "one"], cwd=repo, check=True)
     (repo / "untracked").write_text("not in the workspace\n")
     env = {"WAYANG_WORKSPACE_MODE": "per-run"}
-    with running_server(db, tmp_path, env=env):
+    with running_server(db, tmp_path, env=env) as server:
         done = wayang("run", str(repo / "workflow.toml"), "--workspace-id", "served")
         assert done.code == 0, done
         run_id = run_id_of(done)
@@ -583,6 +586,12 @@ def test_runs_through_the_server_work_in_their_workspace(
         assert workspace.name == "served" and (workspace / "tracked").is_file()
         assert not (workspace / "untracked").exists()  # HEAD only, the checkout untouched
         assert (repo / "untracked").is_file()
+        collected = httpx.get(f"{server.url}/api/v1/runs/{run_id}/artifacts").json()
+        assert [(f["name"], f["path"], f["size"]) for f in collected["files"]] == [
+            ("seen", "out/a.txt", 3)
+        ]
+        assert collected["files"][0]["sha256"] == hashlib.sha256(b"hi\n").hexdigest()
+        assert httpx.get(f"{server.url}/api/v1/runs/nope/artifacts").status_code == 404
 
         bad = wayang("run", str(repo / "workflow.toml"), "--base", "no-such-rev")
         assert bad.code == 2

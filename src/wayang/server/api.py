@@ -68,7 +68,16 @@ def create_api(core: ServerCore, *, token: str | None = None) -> FastAPI:
     api.state.token = token
     problems.install(api)
     api.include_router(_system())
-    for routes in (_workflows, _runs, _streams, _people, _steps, _letters, fleet_routes):
+    for routes in (
+        _workflows,
+        _runs,
+        _artifacts,
+        _streams,
+        _people,
+        _steps,
+        _letters,
+        fleet_routes,
+    ):
         api.include_router(routes(), prefix=API)
     if core.steps_server is not None:
         api.mount(STEPS_PREFIX, _under(STEPS_PREFIX, core.steps_server.http), name="api-steps")
@@ -265,6 +274,17 @@ def _runs() -> APIRouter:
 
 
 # ------------------------------------------------------------------------------ live streams
+
+
+def _artifacts() -> APIRouter:
+    r = APIRouter(tags=["runs"])
+
+    @r.get("/runs/{run_id}/artifacts", response_model=wire.RunArtifacts, **guard("runs", "read"))
+    def artifacts(run_id: str, core: Core) -> wire.RunArtifacts:
+        """The files collected from the run's workspace when it ended, with sha256 checksums."""
+        return core.artifacts(run_id)
+
+    return r
 
 
 def _streams() -> APIRouter:

@@ -54,6 +54,7 @@ from wayang.server.queue import Limits, Queued, RunQueue
 from wayang.server.retention import RetentionLoop
 from wayang.server.workflows import WorkflowRegistry
 from wayang.store.port import Store
+from wayang.workspace.artifacts import load_manifest
 
 log = logging.getLogger("wayang.server")
 
@@ -481,6 +482,12 @@ class ServerCore:
 
     def trace(self, run_id: str) -> wire.RunTrace:
         return views.trace_of(self.store, self.queue, run_id)
+
+    def artifacts(self, run_id: str) -> wire.RunArtifacts:
+        """The run's collected artifacts; none until it has ended (or when it declared none)."""
+        self._known(run_id)
+        manifest = load_manifest(self.app.artifacts_root, run_id)
+        return views.artifacts_view(run_id, manifest)
 
     def ended(self, run_id: str) -> bool:
         """Whether the run's end is durable (its row says so)."""

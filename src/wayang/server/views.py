@@ -24,6 +24,7 @@ from wayang.store.port import (
     StoredEvent,
     TaskRecord,
 )
+from wayang.workspace.artifacts import ArtifactManifest
 
 if TYPE_CHECKING:
     from wayang.steps.registry import FlowGraph, StepRegistry
@@ -374,3 +375,25 @@ def flow_view(flow: FlowGraph) -> wire.FlowView:
         ],
     )
     return wire.FlowView(name=flow.name, nodes=nodes, edges=edges, graph=graph)
+
+
+def artifacts_view(run_id: str, manifest: ArtifactManifest | None) -> wire.RunArtifacts:
+    if manifest is None:
+        return wire.RunArtifacts(run_id=run_id, collected_at=None)
+    files = [
+        wire.ArtifactFileView(
+            name=file.name,
+            path=file.path,
+            size=file.size,
+            sha256=file.sha256,
+            expires_at=iso(manifest.expires_at.get(file.name)),
+        )
+        for file in manifest.files
+    ]
+    return wire.RunArtifacts(
+        run_id=run_id,
+        collected_at=iso(manifest.collected_at),
+        files=files,
+        missing=list(manifest.missing),
+        refused=list(manifest.refused),
+    )
