@@ -559,3 +559,35 @@ def test_an_api_step_called_from_the_trigger_page_answers(browser: Any, tmp_path
     finally:
         ui.close()
         served.stop()
+
+
+@pytest.mark.timeout(90)
+def test_the_run_page_shows_the_runs_workspace(browser: Any, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for argv in (["init", "-q"], ["config", "user.email", "t@x"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *argv], cwd=repo, check=True)
+    source = 'id = "wb-ws"\n[steps.look]\nrun = "echo in=$WAYANG_WORKSPACE_ID"\n'
+    (repo / "workflow.toml").write_text(source)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=repo, check=True)
+    server = WorkbenchServer(tmp_path / "server").wait_until_ready()
+    ui = Page(browser, server.url)
+    try:
+        body = {"source": source, "filename": str(repo / "workflow.toml"), "cwd": str(repo)}
+        answer = server.http.post("/runs", json={**body, "workspace_id": "wb-shown"})
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        page = ui.open(f"/runs/{run_id}")
+        expect(ui.by("run-status")).to_have_text("succeeded", timeout=30_000)
+        shown = ui.by("run-workspace")
+        expect(shown).to_contain_text("wb-shown")
+        expect(shown).to_contain_text(f"wayang workspace shell {run_id}")
+        assert (
+            page.locator("[data-testid=run-workspace] code")
+            .first.inner_text()
+            .endswith("/wb-shown")
+        )
+    finally:
+        ui.close()
+        server.stop()

@@ -156,6 +156,16 @@ class RunView {
             )
           : null,
       ),
+      run.workspace
+        ? h(
+            "p",
+            { class: "meta", testid: "run-workspace" },
+            "workspace ",
+            h("code", {}, run.workspace),
+            " · open a shell in it: ",
+            h("code", {}, `wayang workspace shell ${run.run_id}`),
+          )
+        : null,
       run.reason
         ? h("p", { class: `reason s-${run.status}`, testid: "run-reason" }, run.reason)
         : null,
