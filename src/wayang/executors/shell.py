@@ -133,7 +133,21 @@ class ShellExecutor:
             await asyncio.wait([step.finished], timeout=self._grace_s)
         finally:
             _signal_group(group, signal.SIGKILL)
-        await asyncio.wait([step.exited])  # quick: SIGKILL cannot be caught or ignored
+            await _reaped(step)
+
+
+async def _reaped(step: _StepProtocol) -> None:
+    """Wait until the killed shell is reaped, even through another cancellation (an engine
+    closing cancels its tasks again): left unreaped, its process outlives the event loop. The
+    wait is short — SIGKILL cannot be caught or ignored — and the cancellation is kept."""
+    cancelled = False
+    while not step.exited.done():
+        try:
+            await asyncio.wait([step.exited])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _StepProtocol(asyncio.SubprocessProtocol):
