@@ -106,6 +106,7 @@ class LineProgress(Progress):
             ev.StepSkipped: lambda e: f"{e.step_id} skipped: {e.reason}",
             ev.StepCancelled: lambda e: f"{e.step_id} cancelled",
             ev.RunCancelRequested: self._stopping,
+            ev.WorkspaceNoted: self._workspace,
         }
 
     def shown(self, event: ev.Event) -> None:
@@ -144,6 +145,14 @@ class LineProgress(Progress):
             f"run {self.run_id} started: {event.workflow_id} {event.workflow_version}, "
             f"{count} step{'s' if count != 1 else ''}{retry}"
         )
+
+    def _workspace(self, event: ev.WorkspaceNoted) -> str | None:
+        """Where the run works, and what it should know about that; not steps' own ones."""
+        if event.step_id:
+            return None
+        if event.kind in ("created", "reused"):
+            return f"workspace {event.kind}: {event.path}"
+        return f"workspace: {event.detail}" if event.kind == "note" else None
 
     def _scheduled(self, event: ev.StepScheduled) -> str:
         tries = self._try(event.step_id, event.attempt)
