@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wayang.workspace import metadata
+from wayang import files
 from wayang.workspace.errors import InvalidWorkspaceIdError, WorkspaceNotFoundError
 from wayang.workspace.git import GitBackend
 from wayang.workspace.manager import Workspace, WorkspaceManager, check_workspace_id
@@ -307,7 +307,7 @@ def test_a_failed_metadata_write_leaves_the_old_record_and_no_temp_file(
         real_replace(source, target)
 
     with monkeypatch.context() as patched:
-        patched.setattr(metadata.os, "replace", full_disk)
+        patched.setattr(files.os, "replace", full_disk)
         with pytest.raises(OSError, match="No space"):
             manager.update_status("w1", "running")
     assert record.read_bytes() == before

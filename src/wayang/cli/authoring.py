@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.render import print_plan
 from wayang.errors import DefinitionError, UsageError
+from wayang.files import write_atomic
 from wayang.model.loader import load_workflow
 from wayang.model.plan import plan_workflow
 from wayang.model.schema import workflow_json_schema
@@ -35,20 +35,6 @@ def parse_assignments(values: tuple[str, ...], option: str) -> dict[str, str]:
             raise UsageError(f"{option} {name} is given twice; pass it once")
         result[name] = value
     return result
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the whole new one."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @click.command()
@@ -78,8 +64,8 @@ def init(cli: CliContext, directory: Path, template: str, force: bool) -> None:
         raise UsageError(f"{target} already exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
     text = _templates().joinpath(f"{template}.toml").read_text()
-    write_atomically(directory / "workflow.schema.json", _schema_text())
-    write_atomically(target, text)
+    write_atomic(directory / "workflow.schema.json", _schema_text())
+    write_atomic(target, text)
     cli.out.print(f"created {target} from the '{template}' template", soft_wrap=True)
     cli.out.print(f"next: wayang validate {target} && wayang plan {target}", soft_wrap=True)
 
@@ -111,7 +97,7 @@ def _init_steps(cli: CliContext, directory: Path, force: bool) -> None:
     for name, text in sorted(files.items()):
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, text)
+        write_atomic(path, text)
     created = f"created a steps project in {directory} from the 'steps' template"
     cli.out.print(created, soft_wrap=True, markup=False)
     cli.out.print(

@@ -11,8 +11,6 @@ exported run joins the trace its live spans are in.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import open_app
 from wayang.client import Client
 from wayang.errors import UsageError, WayangError
+from wayang.files import write_atomic
 from wayang.observe.otlp_json import spans_of, trace_document
 from wayang.server import views
 from wayang.server.queue import Limits, RunQueue
@@ -150,7 +149,7 @@ def export(
     """Print ``found`` in ``fmt``, or write it to ``output`` and/or send it to ``url``."""
     document = render(found, fmt, time.time())
     if output is not None:
-        write_atomically(output, pretty(document))
+        write_output(output, pretty(document))
         cli.err.print(f"wrote the {fmt} trace of run {found.run_id} to {output}", markup=False)
     if url is not None:
         count = send(cli, document, url)
@@ -163,25 +162,15 @@ def pretty(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file next to it, renamed over it: a
-    reader sees the old file or the whole new one, never a part."""
+def write_output(path: Path, text: str) -> None:
+    """Write the trace to ``--output`` atomically, or say plainly why it cannot be."""
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(
             f"--output {path}: folder {folder} does not exist; create it or pick another file"
         )
-    temp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
+        write_atomic(path, text)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ExportError(
@@ -248,5 +237,5 @@ __all__ = [
     "stored_trace",
     "trace",
     "traces_url",
-    "write_atomically",
+    "write_atomic",
 ]

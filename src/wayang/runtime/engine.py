@@ -58,7 +58,7 @@ from wayang.runtime.outage import Outage
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
 from wayang.runtime.remote import RemoteTasks
-from wayang.runtime.tasks import task_spec, workspace_for
+from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.runtime.waits import WaitWatcher
 from wayang.runtime.workspaces import RunFolder, RunWorkspaces
 from wayang.store.port import (
@@ -555,7 +555,7 @@ class Engine:
             live.tasks.pop(command.task_id, None)
             why = str(exc) if isinstance(exc, WayangError) else repr(exc)
             result = TaskResult.failed(f"its workspace could not be made: {why}", 0.0)
-            self._feed(live, _finished_message(command, result, started), finished=command.task_id)
+            self._feed(live, finished_message(command, result, started), finished=command.task_id)
             return
         try:
             result = await self._executor.execute(spec, self._log_sink(live, spec))
@@ -569,7 +569,7 @@ class Engine:
                 shutil.rmtree(workspace, ignore_errors=True)
         if ephemeral and not live.lost:
             await self._end_ephemeral(live, command, ephemeral, result.status != "succeeded")
-        self._feed(live, _finished_message(command, result, started), finished=command.task_id)
+        self._feed(live, finished_message(command, result, started), finished=command.task_id)
 
     def _workspace_kind(self, live: _LiveRun, command: DispatchTask) -> str:
         kind = str(command.payload.get("workspace") or "inherit")
@@ -844,19 +844,6 @@ class _Work:
             at=self.now,
             tenant=self.live.tenant,
         )
-
-
-def _finished_message(command: DispatchTask, result: TaskResult, started: float) -> TaskFinished:
-    return TaskFinished(
-        command.step_id,
-        command.attempt,
-        result.status,
-        result.outputs,
-        result.error,
-        result.exit_code,
-        result.duration_s,
-        started,
-    )
 
 
 def _resolved(state: RunState) -> asyncio.Future[RunState]:

@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from wayang.executors.base import TaskSpec
+from wayang.engine.messages import TaskFinished
+from wayang.executors.base import TaskResult, TaskSpec
 
 
 def workspace_for(run_cwd: str, workspace: str) -> tuple[str, bool]:
@@ -55,4 +56,18 @@ def task_spec(
         timeout_s=payload.get("timeout_s"),
         workflow_id=str(payload.get("workflow_id") or ""),
         launcher=launcher,
+    )
+
+
+def finished_message(task: TaskLike, result: TaskResult, started: float) -> TaskFinished:
+    """The core's input for an attempt that ran and produced ``result``."""
+    return TaskFinished(
+        task.step_id,
+        task.attempt,
+        result.status,
+        result.outputs,
+        result.error,
+        result.exit_code,
+        result.duration_s,
+        started,
     )

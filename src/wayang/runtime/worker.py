@@ -35,14 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wayang import __version__
-from wayang.engine.messages import TaskFinished
 from wayang.executors.base import Executor, TaskResult
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.runtime.outage import RETRY_MAX_S, Outage
 from wayang.runtime.owner import new_owner_id
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.records import result_record
-from wayang.runtime.tasks import task_spec, workspace_for
+from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     ClaimedTask,
@@ -332,16 +331,7 @@ class Worker:
 
     async def _report(self, running: _Running, result: TaskResult, started: float) -> None:
         task = running.task
-        finished = TaskFinished(
-            task.step_id,
-            task.attempt,
-            result.status,
-            result.outputs,
-            result.error,
-            result.exit_code,
-            result.duration_s,
-            started,
-        )
+        finished = finished_message(task, result, started)
         if running.logs:
             await self._retrying(self.link.append_logs, running.logs)
         record = result_record(finished)

@@ -34,7 +34,6 @@ import fcntl
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +47,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from wayang.errors import UsageError, WayangError
+from wayang.files import write_atomic
 
 T = TypeVar("T")
 
@@ -240,17 +240,7 @@ class FileState:
             path.unlink(missing_ok=True)
             return
         data = orjson.dumps({"group": group_id, "values": values}, option=orjson.OPT_INDENT_2)
-        fd, temp = tempfile.mkstemp(dir=self.root, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
+        write_atomic(path, data, durable_rename=True)
 
     def _set(self, group_id: str, key: str, value: Any) -> None:
         with self._locked(group_id):
@@ -300,20 +290,6 @@ def _parse_group_file(path: Path, raw: bytes) -> tuple[str, dict[str, Any]]:
             'a "values" object); fix or delete it'
         )
     return data["group"], data["values"]
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------ store

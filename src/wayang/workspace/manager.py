@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wayang.files import write_atomic
 from wayang.workspace.backend import Backend, detect_backend_name
 from wayang.workspace.direnv import decide_direnv
 from wayang.workspace.errors import (
@@ -44,7 +45,6 @@ from wayang.workspace.metadata import (
     WorkspaceMeta,
     iso_now,
     read_meta,
-    write_atomic,
     write_meta,
 )
 from wayang.workspace.settings import WorkspaceSettings, workspaces_root

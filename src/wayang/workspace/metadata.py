@@ -9,14 +9,13 @@ the same folder, flushed, then renamed over the old one, so a reader never sees 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from wayang.files import write_atomic
 from wayang.workspace.errors import WorkspaceError
 
 TOOLS_DIR = ".agent-tools"
@@ -86,18 +85,3 @@ def read_meta(workspace: Path) -> WorkspaceMeta | None:
 def write_meta(workspace: Path, meta: WorkspaceMeta) -> None:
     """Replace the metadata atomically."""
     write_atomic(metadata_path(workspace), json.dumps(meta.model_dump(), indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old content or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
