@@ -9,7 +9,7 @@ skips it — skips propagate, so joins never hang), ``any`` one taken, or ``n`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wayang.engine import events as ev
@@ -32,29 +32,60 @@ class Readiness:
 
 
 _WAIT = Readiness("wait")
+# A step in one of these may leave an edge dead; SUCCEEDED never does.
+_ENDED_BADLY = (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED)
+
+
+@dataclass(slots=True)
+class _Scan:
+    """Where a readiness scan of a join's inbound edges got to."""
+
+    taken: list[Edge]
+    dead: list[str] = field(default_factory=list)
+    open: int = 0
+    stopped: bool = False  # at an open edge, which decided "wait"
+    contiguous: bool = True  # every edge so far was taken and plain
+    known: int = field(init=False)  # the leading edges known taken, kept for next time
+
+    def __post_init__(self) -> None:
+        self.known = len(self.taken)
+
+    def take(self, edge: Edge) -> None:
+        self.taken.append(edge)
+        if self.contiguous and _plain(edge):
+            self.known += 1
+        else:
+            self.contiguous = False
+
+
+def _plain(edge: Edge) -> bool:
+    """An edge taken exactly when its source ends well: no branch choice, no condition."""
+    return edge.kind != "branch" and edge.when is None
 
 
 class FlowMixin(DeciderBase):
     def readiness(self, planned: PlannedStep) -> Readiness:
-        """Whether a pending step can run now, by its inbound edges and its join rule."""
+        """Whether a pending step can run now, by its inbound edges and its join rule.
+
+        A join of many steps is asked again after each of them ends, so two shortcuts keep that
+        from costing the square of its width, both giving what the full scan would: the edges
+        already known taken are not looked at again (``state.join_hint``, in runs without
+        loops, where an ended step stays ended), and an ``all`` join of plain edges waits at the
+        first open one when no step of the run has ended badly (no edge can be dead then).
+        """
         edges = self.run.inbound.get(planned.id, ())
         if not edges:
             return Readiness("run")
-        taken: list[Edge] = []
-        dead: list[str] = []
-        open_ = 0
-        for edge in edges:
-            try:
-                outcome = self._outcome(edge)
-            except ExpressionError as exc:
-                where = f"transition {edge.before} → {edge.after}"
-                return Readiness("fail", f"{where}: when: {exc.message}")
-            if outcome is None:
-                open_ += 1
-            elif outcome is True:
-                taken.append(edge)
-            else:
-                dead.append(str(outcome))
+        hints = self.state.join_hint if not self.run.loops else None
+        scan = _Scan(list(edges[: hints.get(planned.id, 0)]) if hints is not None else [])
+        failure = self._scan(edges, scan, self._waits_at_first_open(planned, edges))
+        if hints is not None:
+            hints[planned.id] = scan.known
+        if failure is not None:
+            return failure
+        if scan.stopped:
+            return _WAIT
+        taken, dead, open_ = scan.taken, scan.dead, scan.open
         first = self._join(planned, len(taken), dead, open_)
         if first.verdict != "run":
             return first
@@ -84,6 +115,40 @@ class FlowMixin(DeciderBase):
             )
             return Readiness("skip", f"{why} ({'; '.join(dead)})" if dead else why)
         return _WAIT
+
+    def _scan(self, edges: tuple[Edge, ...], scan: _Scan, wait_early: bool) -> Readiness | None:
+        """Sort the edges past the known ones into taken, dead and open (see readiness)."""
+        for edge in edges[scan.known :]:
+            try:
+                outcome = self._outcome(edge)
+            except ExpressionError as exc:
+                where = f"transition {edge.before} → {edge.after}"
+                return Readiness("fail", f"{where}: when: {exc.message}")
+            if outcome is True:
+                scan.take(edge)
+                continue
+            scan.contiguous = False
+            if outcome is not None:
+                scan.dead.append(str(outcome))
+            elif wait_early:
+                scan.stopped = True
+                return None
+            else:
+                scan.open += 1
+        return None
+
+    def _waits_at_first_open(self, planned: PlannedStep, edges: tuple[Edge, ...]) -> bool:
+        """Whether an open edge alone decides ``wait``: an ``all`` join whose edges can only be
+        dead if their source ended badly, in a run where no step has."""
+        if self.join_rule(planned) != "all":
+            return False
+        counts = self.state.counts
+        if any(counts.get(status, 0) for status in _ENDED_BADLY):
+            return False
+        plain = self.run.plain_joins.get(planned.id)
+        if plain is None:
+            plain = self.run.plain_joins[planned.id] = all(_plain(edge) for edge in edges)
+        return plain
 
     def join_rule(self, planned: PlannedStep) -> str | int:
         spec = self.run.workflow.steps.get(planned.id)

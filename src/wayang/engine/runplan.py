@@ -56,6 +56,8 @@ class RunPlan:
     events: dict[str, EventWait] = field(default_factory=dict)
     gate: PolicyGate = field(default_factory=AllowAll)
     emits: dict[str, tuple[StepEmit, ...]] = field(default_factory=dict)
+    # flow.readiness's memo: whether each join's inbound edges are all plain (no branch, no when).
+    plain_joins: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(

@@ -93,6 +93,9 @@ class RunState:
     # The decider's memo of steps that were ready but not yet dispatched (the parallel limit);
     # None after a fold, which makes the next decision look at every step once.
     ready_hint: list[str] | None = field(default=None, compare=False, repr=False)
+    # The decider's memo, per join, of how many of its first inbound edges are known taken
+    # (flow.readiness); only for runs without loops, and empty after a fold.
+    join_hint: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     # Topic messages an event wait of this run has consumed (each matches one wait only).
     consumed: set[int] = field(default_factory=set)
     # Compensation (saga): the compensation steps still to run, in order, once started.
