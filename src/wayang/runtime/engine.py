@@ -517,6 +517,7 @@ class Engine:
         self._require_committer().discard(live)
         self._runs.pop(live.run_id, None)
         self._remote.forget_run(live.run_id)
+        self._workspaces.forget(live.run_id)
         for task in live.tasks.values():
             task.cancel()
             self._stopping.add(task)

@@ -183,6 +183,11 @@ class RunWorkspaces:
             await asyncio.to_thread(manager.update_status, workspace_id, "running")
         return _run_folder(made, plan)
 
+    def forget(self, run_id: str) -> None:
+        """This engine no longer drives the run (lost, or stopped): a copy taken up again asks
+        for its workspace anew, which reuses it."""
+        self._ready.pop(run_id, None)
+
     async def ephemeral(
         self, run_id: str, started: ev.RunStarted, step_id: str, attempt: int, note: Note
     ) -> RunFolder:
