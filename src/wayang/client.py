@@ -41,7 +41,14 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from wayang import wire
 from wayang.errors import Diagnostic, Severity, UsageError, WayangError
 from wayang.runtime.queues import QUEUE_LIMITS
-from wayang.store.port import DEFAULT_MAX_CLAIMS, ClaimedTask, LogLine, WorkerBeat, WorkerRecord
+from wayang.store.port import (
+    DEFAULT_MAX_CLAIMS,
+    ClaimedTask,
+    FencedResult,
+    LogLine,
+    WorkerBeat,
+    WorkerRecord,
+)
 
 T = TypeVar("T")
 A = TypeVar("A", bound=BaseModel)
@@ -493,6 +500,16 @@ class HttpWorkerLink:
         body = wire.CompleteTask(task_id=task_id, fencing_token=fencing_token, result=result)
         found = self._result(self.client.complete_task, body, f"the result of {task_id}")
         return found is not None and found.counted
+
+    def complete_many(
+        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
+    ) -> list[bool]:
+        """The output first, then each result on its own request (the API records one result
+        per request, fenced and answered once per token)."""
+        self.append_logs(logs)
+        return [
+            self.complete(done.task_id, done.fencing_token, done.result, now) for done in results
+        ]
 
     def append_logs(self, lines: Sequence[LogLine]) -> None:
         if not lines:

@@ -45,6 +45,7 @@ from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     ClaimedTask,
+    FencedResult,
     LogLine,
     Store,
     Wakeable,
@@ -74,10 +75,9 @@ class WorkerLink(Protocol):
         max_claims: int = DEFAULT_MAX_CLAIMS,
         max_running: int | None = None,
     ) -> list[ClaimedTask]: ...
-    def complete(
-        self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
-    ) -> bool: ...
-    def append_logs(self, lines: Sequence[LogLine]) -> None: ...
+    def complete_many(
+        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
+    ) -> list[bool]: ...
     def kv_scan(self, namespace: str) -> dict[str, Any]: ...
 
 
@@ -116,6 +116,17 @@ class _Running:
     """The step ended and its result is on its way: stopping the job would only lose count."""
 
 
+@dataclass(eq=False)
+class _Report:
+    """A finished task's result, waiting in the outbox for the next batch to the store."""
+
+    running: _Running
+    result: TaskResult
+    record: FencedResult
+    sent: asyncio.Future[bool | None]
+    """The store's answer: counted or refused; None when the store could not be reached."""
+
+
 @dataclass
 class WorkerCounts:
     done: int = 0
@@ -147,6 +158,8 @@ class Worker:
         self._offers = settings.offers()
         self._running: dict[str, _Running] = {}
         self._reporting = 0  # tasks whose results are on their way to the store
+        self._outbox: list[_Report] = []
+        self._posted = asyncio.Event()  # a result joined the outbox
         self._finished = 0  # tasks finished so far (a change means recent work)
         self._limits: dict[str, Any] = {}
         self._io = ThreadPoolExecutor(
@@ -169,11 +182,15 @@ class Worker:
         if isinstance(self.link, Wakeable):
             self._wakeups = self.link.wakeups({task_wakeup(q) for q in self.settings.queues})
         beats = asyncio.create_task(self._heartbeats(), name="wayang-worker-heartbeat")
+        reporter = asyncio.create_task(self._reporter(), name="wayang-worker-reporter")
         try:
             await self._claim_loop(stop)
             self._state = "draining"
             await self._drain()
         finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
             if self._wakeups is not None:
                 await asyncio.to_thread(self._wakeups.close)
             beats.cancel()
@@ -330,16 +347,17 @@ class Worker:
             self._freed.set()
 
     async def _report(self, running: _Running, result: TaskResult, started: float) -> None:
+        """Put the result in the outbox and wait for the store's answer."""
         task = running.task
-        finished = finished_message(task, result, started)
-        if running.logs:
-            await self._retrying(self.link.append_logs, running.logs)
-        record = result_record(finished)
-        counted = bool(
-            await self._retrying(
-                self.link.complete, task.task_id, task.fencing_token, record, self._clock()
-            )
+        record = FencedResult(
+            task.task_id, task.fencing_token, result_record(finished_message(task, result, started))
         )
+        sent: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self._outbox.append(_Report(running, result, record, sent))
+        self._posted.set()
+        counted = await asyncio.shield(sent)  # a drain that gives up still lets it be sent
+        if counted is None:
+            return
         if not counted:
             self.counts.refused += 1
             log.warning(
@@ -351,6 +369,28 @@ class Worker:
             self.counts.failed += 1
         if self._on_task is not None:
             self._on_task(task, result, counted)
+
+    async def _reporter(self) -> None:
+        """Send the outbox to the store, all of it in one transaction each time: the results
+        that end while one batch is on its way go together in the next (a group commit)."""
+        while True:
+            await self._posted.wait()
+            self._posted.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                await self._send(batch)
+
+    async def _send(self, batch: list[_Report]) -> None:
+        logs = [line for report in batch for line in report.running.logs]
+        results = [report.record for report in batch]
+        try:
+            counted = await self._retrying(self.link.complete_many, results, self._clock(), logs)
+        except Exception as exc:  # given up: their leases lapse and other workers run them
+            log.error("could not record %d result(s): %s", len(batch), exc)
+            counted = [None] * len(batch)
+        for report, answer in zip(batch, counted, strict=True):
+            if not report.sent.done():
+                report.sent.set_result(answer)
 
     async def _retrying(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the store until it answers: a result is not given up while the lease may hold

@@ -178,6 +178,15 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class FencedResult:
+    """A worker's result for a task it holds, fenced by the token of its claim."""
+
+    task_id: str
+    fencing_token: int
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished task whose result the engine has not yet folded into the run's history."""
 
@@ -515,6 +524,9 @@ class Store(Protocol):
     def complete(
         self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
     ) -> bool: ...
+    def complete_many(
+        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
+    ) -> list[bool]: ...
     def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]: ...
     def requeue_expired(self, now: float) -> int: ...
     def adopt_tasks(

@@ -266,8 +266,15 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         channel = self.channel
         self._many(conn, "notify", ({"channel": channel, "payload": p} for p in payloads))
 
-    def _task_completed(self, conn: Connection, task_id: str) -> None:
-        conn.execute(self._sql["notify_completion"], {"channel": self.channel, "task_id": task_id})
+    def _completing(self, logs: Sequence[LogLine]) -> AbstractContextManager[Connection]:
+        return self._write(self._log_locks(logs))
+
+    def _insert_logs(self, conn: Connection, logs: Sequence[LogLine]) -> None:
+        self._many(conn, "insert_log", map(log_params, logs))
+
+    def _tasks_completed(self, conn: Connection, task_ids: Sequence[str]) -> None:
+        params = {"channel": self.channel, "task_ids": list(task_ids)}
+        conn.execute(self._sql["notify_completions"], params)
 
     def wakeups(self, kinds: Collection[str]) -> PostgresWakeups:
         """Wake-ups on a LISTEN connection of their own, closed with the store at the latest."""

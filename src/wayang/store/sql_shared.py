@@ -24,6 +24,7 @@ from wayang.store.port import (
     DeadLetter,
     Delivery,
     FanOut,
+    FencedResult,
     LogLine,
     QueueStats,
     RunRecord,
@@ -210,23 +211,48 @@ class SharedStatements:
         self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
     ) -> bool:
         """Record the result if the token is current; otherwise count a duplicate, return False."""
+        return self.complete_many([FencedResult(task_id, fencing_token, result)], now)[0]
+
+    def complete_many(
+        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
+    ) -> list[bool]:
+        """Record several results and ``logs`` in one transaction: whether each counted (its
+        token was current; a stale one is counted as a duplicate). A worker's results that end
+        together cost one commit, and its engine one wake-up, instead of one each."""
+        if not results and not logs:
+            return []
+        with self._completing(logs) as conn:
+            self._insert_logs(conn, logs)
+            counted = [self._complete_one(conn, done, now) for done in results]
+            completed = [done.task_id for done, ok in zip(results, counted, strict=True) if ok]
+            if completed:
+                self._tasks_completed(conn, completed)
+        return counted
+
+    def _complete_one(self, conn: Any, done: FencedResult, now: float) -> bool:
         params = {
-            "task_id": task_id,
-            "fencing_token": fencing_token,
-            "result": rows.to_json(result),
+            "task_id": done.task_id,
+            "fencing_token": done.fencing_token,
+            "result": rows.to_json(done.result),
             "now": now,
         }
-        with self._write() as conn:
-            done = conn.execute(self._sql["complete_task"], params).rowcount == 1
-            if done:
-                self._task_completed(conn, task_id)
-            else:
-                conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
-        return bool(done)
+        if conn.execute(self._sql["complete_task"], params).rowcount == 1:
+            return True
+        conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
+        return False
 
-    def _task_completed(self, conn: Any, task_id: str) -> None:
-        """Within the transaction completing ``task_id``: tell listeners (PostgreSQL's NOTIFY).
-        Nothing by default: without wake-ups, engines poll."""
+    def _completing(self, logs: Sequence[LogLine]) -> AbstractContextManager[Any]:
+        """The write transaction of :meth:`complete_many` (PostgreSQL: with the log locks)."""
+        return self._write()
+
+    def _insert_logs(self, conn: Any, logs: Sequence[LogLine]) -> None:
+        """Within a transaction: store ``logs``."""
+        if logs:
+            conn.executemany(self._sql["insert_log"], [rows.log_params(line) for line in logs])
+
+    def _tasks_completed(self, conn: Any, task_ids: Sequence[str]) -> None:
+        """Within the transaction completing ``task_ids``: tell listeners (PostgreSQL's
+        NOTIFY, once per engine). Nothing by default: without wake-ups, engines poll."""
 
     def duplicate_completions(self) -> int:
         """How many completions were rejected (stale token, or the task already completed)."""

@@ -232,12 +232,15 @@ WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_tok
 -- name: notify
 SELECT pg_notify(:channel, :payload);
 
--- The engine driving the run of a task a worker just completed hears of it.
--- name: notify_completion
-SELECT pg_notify(:channel, 'completion:' || r.owner)
-FROM tasks AS t
-JOIN runs AS r ON r.run_id = t.run_id
-WHERE t.task_id = :task_id AND r.owner IS NOT NULL;
+-- The engines driving the runs of tasks a worker just completed hear of it, once each.
+-- name: notify_completions
+SELECT pg_notify(:channel, 'completion:' || owners.owner)
+FROM (
+    SELECT DISTINCT r.owner
+    FROM tasks AS t
+    JOIN runs AS r ON r.run_id = t.run_id
+    WHERE t.task_id = ANY(:task_ids) AND r.owner IS NOT NULL
+) AS owners;
 
 -- name: completions
 SELECT task_id, run_id, step_id, attempt, result, completed_at
