@@ -44,8 +44,10 @@ from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     ClaimedTask,
+    ClaimRequest,
     FencedResult,
     LogLine,
+    Reported,
     WorkerBeat,
     WorkerRecord,
 )
@@ -502,14 +504,32 @@ class HttpWorkerLink:
         return found is not None and found.counted
 
     def complete_many(
-        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
-    ) -> list[bool]:
+        self,
+        results: Sequence[FencedResult],
+        now: float,
+        logs: Sequence[LogLine] = (),
+        *,
+        then_claim: ClaimRequest | None = None,
+    ) -> Reported:
         """The output first, then each result on its own request (the API records one result
-        per request, fenced and answered once per token)."""
+        per request, fenced and answered once per token), then the claim."""
         self.append_logs(logs)
-        return [
+        counted = [
             self.complete(done.task_id, done.fencing_token, done.result, now) for done in results
         ]
+        claimed: list[ClaimedTask] = []
+        if then_claim is not None and self.refused is None:
+            claimed = self.claim(
+                then_claim.owner,
+                now,
+                then_claim.lease_s,
+                then_claim.limit,
+                then_claim.queue,
+                offers=then_claim.offers,
+                max_claims=then_claim.max_claims,
+                max_running=then_claim.max_running,
+            )
+        return Reported(counted, claimed)
 
     def append_logs(self, lines: Sequence[LogLine]) -> None:
         if not lines:

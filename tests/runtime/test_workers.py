@@ -148,6 +148,51 @@ def test_a_worker_never_runs_more_tasks_than_its_slots(app: App, tmp_path: Path)
     assert most == 2
 
 
+class CountingLink:
+    """The store as a worker's link, counting how tasks were claimed."""
+
+    def __init__(self, app: App) -> None:
+        self.store = app.store
+        self.by_claim = 0
+        self.by_report = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        found = self.store.claim(*args, **kwargs)
+        self.by_claim += len(found)
+        return found
+
+    def complete_many(self, *args: Any, **kwargs: Any) -> Any:
+        reported = self.store.complete_many(*args, **kwargs)
+        self.by_report += len(reported.claimed)
+        return reported
+
+
+def test_a_result_claims_the_next_task_in_its_own_transaction(app: App, tmp_path: Path) -> None:
+    steps = "\n".join(f'[steps.s{i}]\nrun = "echo {i}"\n' for i in range(6))
+    path = write_workflow(tmp_path, f'id = "queued"\n{steps}')
+    link = CountingLink(app)
+
+    async def go() -> RunState:
+        worker = Worker(link, app.executor, replace(QUICK, slots=1))  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        async with workers_only(app) as engine:
+            job = asyncio.create_task(worker.run(stop))
+            _, done = await start(engine, path, parallel=6)
+            state = await asyncio.wait_for(done, 30)
+            stop.set()
+            await asyncio.wait_for(job, 10)
+        assert worker.counts.done == 6
+        return state
+
+    assert run(go()).status is RunStatus.SUCCEEDED
+    # One slot: the first task is claimed alone; the result of each takes the next.
+    assert link.by_claim + link.by_report == 6
+    assert link.by_report >= 4
+
+
 def test_max_running_throttles_a_queue_across_workers(app: App, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     steps = "\n".join(

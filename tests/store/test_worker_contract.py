@@ -16,7 +16,16 @@ from tests.store.test_store_contract import (
     task,
 )
 
-from wayang.store.port import Append, NewEvent, NewTask, WorkerBeat, WorkerRecord
+from wayang.store.port import (
+    Append,
+    ClaimRequest,
+    FencedResult,
+    LogLine,
+    NewEvent,
+    NewTask,
+    WorkerBeat,
+    WorkerRecord,
+)
 
 GPU_EU = frozenset({"cap:shell", "cap:gpu", "label:region=eu"})
 
@@ -108,6 +117,42 @@ def test_finishing_a_worker_task_fences_off_its_worker(store: ContractStore) -> 
     assert store.heartbeat_worker(beat, T0 + 2, LEASE) == []
     assert not store.complete("t1", claimed.fencing_token, {"status": "succeeded"}, T0 + 3)
     assert store.duplicate_completions() == 1
+
+
+def test_complete_many_records_each_result_and_the_output_at_once(store: ContractStore) -> None:
+    new_run(store, tasks=tuple(placed(f"t{i}", "cap:shell", at=T0 + i) for i in range(3)))
+    t0, t1, t2 = store.claim("w1", T0 + 5, LEASE, limit=3, offers={"cap:shell"})
+    lines = [LogLine("r1", "s", 1, "stdout", f"line {i}", T0 + 6) for i in range(2)]
+    results = [
+        FencedResult("t0", t0.fencing_token, {"status": "succeeded"}),
+        FencedResult("t1", t1.fencing_token + 1, {"status": "succeeded"}),  # stale: refused
+        FencedResult("t2", t2.fencing_token, {"status": "failed", "error": "boom"}),
+    ]
+    reported = store.complete_many(results, T0 + 7, lines)
+    assert (reported.counted, reported.claimed) == ([True, False, True], [])
+    assert store.duplicate_completions() == 1
+    assert [line.line for line in store.read_logs("r1")] == ["line 0", "line 1"]
+    status = {t.task_id: t.status for t in store.run_tasks("r1")}
+    assert status == {"t0": "completed", "t1": "claimed", "t2": "completed"}
+    # A repeat (its answer was lost) counts nothing twice.
+    assert store.complete_many(results[:1], T0 + 8).counted == [False]
+
+
+def test_complete_many_claims_the_next_tasks_in_its_transaction(store: ContractStore) -> None:
+    new_run(store, tasks=tuple(placed(f"t{i}", "cap:shell", at=T0 + i) for i in range(4)))
+    [first] = store.claim("w1", T0 + 5, LEASE, offers={"cap:shell"})
+    ask = ClaimRequest("w1", LEASE, limit=2, offers=frozenset({"cap:shell"}))
+    done = FencedResult(first.task_id, first.fencing_token, {"status": "succeeded"})
+    reported = store.complete_many([done], T0 + 6, then_claim=ask)
+    assert reported.counted == [True]
+    assert ids(reported.claimed) == ["t1", "t2"]
+    assert {t.owner for t in reported.claimed} == {"w1"}
+    assert all(t.lease_expires_at == T0 + 6 + LEASE for t in reported.claimed)
+    # With nothing to record it is a claim; a queue at its limit gives none.
+    capped = replace(ask, limit=5, max_running=2)
+    assert store.complete_many([], T0 + 7, then_claim=capped).claimed == []
+    assert ids(store.complete_many([], T0 + 7, then_claim=replace(ask, limit=5)).claimed) == ["t3"]
+    assert store.complete_many([], T0 + 8, then_claim=replace(ask, limit=0)).claimed == []
 
 
 def worker(worker_id: str = "w1", at: float = T0) -> WorkerRecord:

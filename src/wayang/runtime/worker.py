@@ -45,8 +45,10 @@ from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     ClaimedTask,
+    ClaimRequest,
     FencedResult,
     LogLine,
+    Reported,
     Store,
     Wakeable,
     Wakeups,
@@ -76,8 +78,13 @@ class WorkerLink(Protocol):
         max_running: int | None = None,
     ) -> list[ClaimedTask]: ...
     def complete_many(
-        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
-    ) -> list[bool]: ...
+        self,
+        results: Sequence[FencedResult],
+        now: float,
+        logs: Sequence[LogLine] = (),
+        *,
+        then_claim: ClaimRequest | None = None,
+    ) -> Reported: ...
     def kv_scan(self, namespace: str) -> dict[str, Any]: ...
 
 
@@ -160,6 +167,10 @@ class Worker:
         self._reporting = 0  # tasks whose results are on their way to the store
         self._outbox: list[_Report] = []
         self._posted = asyncio.Event()  # a result joined the outbox
+        self._claiming = asyncio.Lock()  # one claim at a time: the claim loop's or a report's
+        self._dry = False  # the last claim found fewer tasks than it asked for
+        self._turn = 0  # the queue a report claims from next, for workers of several queues
+        self._stop = asyncio.Event()
         self._finished = 0  # tasks finished so far (a change means recent work)
         self._limits: dict[str, Any] = {}
         self._io = ThreadPoolExecutor(
@@ -178,6 +189,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: finish what runs within ``drain_s``."""
+        self._stop = stop
         await self._register()
         if isinstance(self.link, Wakeable):
             self._wakeups = self.link.wakeups({task_wakeup(q) for q in self.settings.queues})
@@ -236,20 +248,26 @@ class Worker:
         pause = settings.busy_poll_s
         while not stop.is_set():
             await self._until_worth_claiming(stop)
-            asked, got = await self._claim_free(stop)
-            if got:
-                pause = settings.busy_poll_s
-                if got == asked:
+            if stop.is_set():
+                break
+            if not self._dry:  # a report's claim may just have found the queues empty
+                async with self._claiming:
+                    got = await self._claim_free(stop)
+                if got:
+                    pause = settings.busy_poll_s
+                if not self._dry:
                     continue  # every slot asked for was filled: more may wait
             # The queues ran dry. With wake-ups the store says when a task is queued; without,
             # ask again soon after the last work (a successor follows), then less often.
             finished = self._finished
             await self._idle(stop, settings.wakeup_poll_s if self._listening() else pause)
+            self._dry = False
             active = self._finished != finished
             pause = settings.busy_poll_s if active else min(pause * 2, settings.idle_poll_s)
 
-    async def _claim_free(self, stop: asyncio.Event) -> tuple[int, int]:
-        """Claim for every free slot, queue by queue; how many were asked for, and got."""
+    async def _claim_free(self, stop: asyncio.Event) -> int:
+        """Claim for every free slot, queue by queue; how many it got (``_dry`` says whether
+        that was fewer than it asked for)."""
         asked = got = 0
         for queue in self.settings.queues:
             free = self.settings.slots - len(self._running)
@@ -259,15 +277,15 @@ class Worker:
             asked, got = asked + free, got + len(tasks)
             for task in tasks:
                 self._start(task)
-        return asked, got
+        self._dry = got < asked
+        return got
 
     async def _until_worth_claiming(self, stop: asyncio.Event) -> None:
-        """Wait until half the slots are free, or some are and no other is about to be (its
-        task's result on its way to the store): one claim then takes them all."""
+        """Wait until a slot is free and no result is on its way to the store: a result's
+        report claims for the slots it frees (and those free already), in its transaction."""
         slots = self.settings.slots
         while not stop.is_set():
-            free = slots - len(self._running)
-            if free >= max(1, slots // 2) or (free > 0 and not self._reporting):
+            if slots > len(self._running) and not self._reporting:
                 return
             self._freed.clear()
             await _first_of(stop.wait(), self._freed.wait())
@@ -287,20 +305,31 @@ class Worker:
             async with asyncio.timeout(seconds):
                 await stop.wait()
 
+    def _claim_request(self, queue: str, free: int) -> ClaimRequest:
+        max_running = (self._limits.get(queue) or {}).get("max_running")
+        return ClaimRequest(
+            self.worker_id,
+            self.settings.lease_s,
+            free,
+            queue,
+            self._offers,
+            self.settings.max_claims,
+            int(max_running) if max_running is not None else None,
+        )
+
     async def _claim(self, queue: str, free: int) -> list[ClaimedTask]:
-        limits = self._limits.get(queue) or {}
-        max_running = limits.get("max_running")
+        ask = self._claim_request(queue, free)
         try:
             found: list[ClaimedTask] = await self._call(
                 self.link.claim,
-                self.worker_id,
+                ask.owner,
                 self._clock(),
-                self.settings.lease_s,
-                free,
-                queue,
-                offers=self._offers,
-                max_claims=self.settings.max_claims,
-                max_running=int(max_running) if max_running is not None else None,
+                ask.lease_s,
+                ask.limit,
+                ask.queue,
+                offers=ask.offers,
+                max_claims=ask.max_claims,
+                max_running=ask.max_running,
             )
         except Exception as exc:  # the store is away: say so once, try again with backoff
             await asyncio.sleep(self._claims.failed(exc))
@@ -381,16 +410,41 @@ class Worker:
                 await self._send(batch)
 
     async def _send(self, batch: list[_Report]) -> None:
+        """Record ``batch`` and, unless stopping or the claim loop is claiming, claim for the
+        slots it frees (and those free already) in the same transaction."""
+        claiming = not self._stop.is_set() and not self._claiming.locked()
+        free = self.settings.slots - len(self._running) + len(batch)
+        if not claiming or free <= 0:
+            await self._record(batch, None)
+            return
+        async with self._claiming:
+            queues = self.settings.queues
+            self._turn = (self._turn + 1) % len(queues)
+            await self._record(batch, self._claim_request(queues[self._turn], free))
+
+    async def _record(self, batch: list[_Report], ask: ClaimRequest | None) -> None:
         logs = [line for report in batch for line in report.running.logs]
         results = [report.record for report in batch]
+        now = self._clock()
+        answers: Sequence[bool | None]
         try:
-            counted = await self._retrying(self.link.complete_many, results, self._clock(), logs)
+            reported: Reported = await self._retrying(
+                lambda: self.link.complete_many(results, now, logs, then_claim=ask)
+            )
         except Exception as exc:  # given up: their leases lapse and other workers run them
             log.error("could not record %d result(s): %s", len(batch), exc)
-            counted = [None] * len(batch)
-        for report, answer in zip(batch, counted, strict=True):
+            answers, claimed = [None] * len(batch), []
+        else:
+            answers, claimed = reported.counted, reported.claimed
+            if ask is not None:
+                self._dry = len(claimed) < ask.limit
+        for report, answer in zip(batch, answers, strict=True):
+            self._running.pop(report.running.task.task_id, None)  # its slot is the claim's
             if not report.sent.done():
                 report.sent.set_result(answer)
+        for task in claimed:
+            self._start(task)
+        self._freed.set()
 
     async def _retrying(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the store until it answers: a result is not given up while the lease may hold

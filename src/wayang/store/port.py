@@ -187,6 +187,28 @@ class FencedResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """What a claim asks for: see :meth:`Store.claim`, whose arguments these are."""
+
+    owner: str
+    lease_s: float
+    limit: int = 1
+    queue: str = "default"
+    offers: frozenset[str] | None = None
+    max_claims: int = DEFAULT_MAX_CLAIMS
+    max_running: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """The answer to :meth:`Store.complete_many`: whether each result counted, in order, and
+    the tasks claimed in the same transaction (when it was asked to claim)."""
+
+    counted: list[bool]
+    claimed: list[ClaimedTask]
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished task whose result the engine has not yet folded into the run's history."""
 
@@ -525,8 +547,13 @@ class Store(Protocol):
         self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
     ) -> bool: ...
     def complete_many(
-        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
-    ) -> list[bool]: ...
+        self,
+        results: Sequence[FencedResult],
+        now: float,
+        logs: Sequence[LogLine] = (),
+        *,
+        then_claim: ClaimRequest | None = None,
+    ) -> Reported: ...
     def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]: ...
     def requeue_expired(self, now: float) -> int: ...
     def adopt_tasks(

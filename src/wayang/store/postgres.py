@@ -48,6 +48,7 @@ import psycopg
 from wayang.store import rows
 from wayang.store.port import (
     Append,
+    ClaimRequest,
     ConcurrencyError,
     LogLine,
     NewSignal,
@@ -266,8 +267,13 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         channel = self.channel
         self._many(conn, "notify", ({"channel": channel, "payload": p} for p in payloads))
 
-    def _completing(self, logs: Sequence[LogLine]) -> AbstractContextManager[Connection]:
-        return self._write(self._log_locks(logs))
+    def _completing(
+        self, logs: Sequence[LogLine], claim: ClaimRequest | None
+    ) -> AbstractContextManager[Connection]:
+        locks = self._log_locks(logs)
+        if claim is not None and claim.max_running is not None:
+            locks.append(lock_key("queue", self.schema, claim.queue))
+        return self._write(locks)
 
     def _insert_logs(self, conn: Connection, logs: Sequence[LogLine]) -> None:
         self._many(conn, "insert_log", map(log_params, logs))

@@ -20,6 +20,7 @@ from wayang.store.port import (
     DEFAULT_TENANT,
     Append,
     ClaimedTask,
+    ClaimRequest,
     Completion,
     DeadLetter,
     Delivery,
@@ -27,6 +28,7 @@ from wayang.store.port import (
     FencedResult,
     LogLine,
     QueueStats,
+    Reported,
     RunRecord,
     SignalRecord,
     StoredEvent,
@@ -166,25 +168,39 @@ class SharedStatements:
         ``max_claims`` times. With ``max_running`` the queue's worker tasks running after the
         claim stay within it (claimers of one queue take turns, so two never both fill it).
         """
+        request = ClaimRequest(
+            owner,
+            lease_s,
+            limit,
+            queue,
+            frozenset(offers) if offers is not None else None,
+            max_claims,
+            max_running,
+        )
+        if limit <= 0:
+            return []
+        with self._queue_write(queue, max_running is not None) as conn:
+            return self._claim_in(conn, request, now)
+
+    def _claim_in(self, conn: Any, request: ClaimRequest, now: float) -> list[ClaimedTask]:
+        """Within a transaction (holding the queue's lock if ``max_running`` is set): claim."""
+        limit, queue = request.limit, request.queue
+        if request.max_running is not None:
+            running = conn.execute(self._sql["queue_running"], {"queue": queue}).fetchone()
+            limit = min(limit, request.max_running - int(running[0]))
         if limit <= 0:
             return []
         params = {
-            "owner": owner,
+            "owner": request.owner,
             "now": now,
-            "lease_expires_at": now + lease_s,
+            "lease_expires_at": now + request.lease_s,
             "limit": limit,
             "queue": queue,
-            "any_needs": offers is None,
-            "offers": self._text_array(sorted(offers or ())),
-            "max_claims": max_claims,
+            "any_needs": request.offers is None,
+            "offers": self._text_array(sorted(request.offers or ())),
+            "max_claims": request.max_claims,
         }
-        with self._queue_write(queue, max_running is not None) as conn:
-            if max_running is not None:
-                running = conn.execute(self._sql["queue_running"], {"queue": queue}).fetchone()
-                params["limit"] = min(limit, max_running - int(running[0]))
-                if params["limit"] <= 0:
-                    return []
-            claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
+        claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
         claimed.sort(key=_by_available_at)
         return [rows.read_claimed(row) for row in claimed]
 
@@ -211,23 +227,31 @@ class SharedStatements:
         self, task_id: str, fencing_token: int, result: dict[str, Any], now: float
     ) -> bool:
         """Record the result if the token is current; otherwise count a duplicate, return False."""
-        return self.complete_many([FencedResult(task_id, fencing_token, result)], now)[0]
+        return self.complete_many([FencedResult(task_id, fencing_token, result)], now).counted[0]
 
     def complete_many(
-        self, results: Sequence[FencedResult], now: float, logs: Sequence[LogLine] = ()
-    ) -> list[bool]:
-        """Record several results and ``logs`` in one transaction: whether each counted (its
-        token was current; a stale one is counted as a duplicate). A worker's results that end
-        together cost one commit, and its engine one wake-up, instead of one each."""
-        if not results and not logs:
-            return []
-        with self._completing(logs) as conn:
+        self,
+        results: Sequence[FencedResult],
+        now: float,
+        logs: Sequence[LogLine] = (),
+        *,
+        then_claim: ClaimRequest | None = None,
+    ) -> Reported:
+        """Record several results and ``logs`` in one transaction, and (``then_claim``) claim
+        more tasks in it: whether each result counted (its token was current; a stale one is
+        counted as a duplicate) and what was claimed. A worker's results that end together,
+        and the tasks that take their slots, cost one commit, and its engine one wake-up."""
+        claiming = then_claim is not None and then_claim.limit > 0
+        if not results and not logs and not claiming:
+            return Reported([], [])
+        with self._completing(logs, then_claim if claiming else None) as conn:
             self._insert_logs(conn, logs)
             counted = [self._complete_one(conn, done, now) for done in results]
             completed = [done.task_id for done, ok in zip(results, counted, strict=True) if ok]
             if completed:
                 self._tasks_completed(conn, completed)
-        return counted
+            claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
+        return Reported(counted, claimed)
 
     def _complete_one(self, conn: Any, done: FencedResult, now: float) -> bool:
         params = {
@@ -241,8 +265,11 @@ class SharedStatements:
         conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
         return False
 
-    def _completing(self, logs: Sequence[LogLine]) -> AbstractContextManager[Any]:
-        """The write transaction of :meth:`complete_many` (PostgreSQL: with the log locks)."""
+    def _completing(
+        self, logs: Sequence[LogLine], claim: ClaimRequest | None
+    ) -> AbstractContextManager[Any]:
+        """The write transaction of :meth:`complete_many` (PostgreSQL: with the locks of the
+        logs' runs, and the queue's when the claim keeps to ``max_running``)."""
         return self._write()
 
     def _insert_logs(self, conn: Any, logs: Sequence[LogLine]) -> None:
