@@ -7,10 +7,11 @@ fencing token. A heartbeat renews its leases and tells it which tasks it still h
 taken from it (the run was cancelled, or the lease lapsed and another worker has it) is stopped.
 A completion the store refuses (a stale token) is dropped: the first completion recorded wins.
 
-Every claim and every result is a transaction, so the loop spends them with care. It claims once
-at least half its slots are free, or sooner when no result is on its way to the store (a slot
-that frees while others are about to waits for them, and one claim takes them all). Results are
-recorded on several connections at once, so their commits share the server's disk flushes. On a
+Every claim and every result is a transaction, so the loop spends them with care. Results go to
+the store in batches (:meth:`~wayang.store.port.Store.complete_many`): the results that end while
+a batch is on its way go together in the next, a result waits a moment (``report_gather_s``) for
+others still running, and the batch's transaction also claims the tasks that take the slots it
+frees. The claim loop itself claims only when a slot is free and no result is on its way. On a
 store that sends wake-ups (PostgreSQL's LISTEN/NOTIFY) an idle worker claims as soon as a task is
 queued for it, and asks unprompted only every ``wakeup_poll_s``. Without them (SQLite, or while
 the server restarts) an empty queue is asked again soon after the worker last had work (a step's
@@ -107,6 +108,8 @@ class WorkerSettings:
     busy_poll_s: float = 0.005
     drain_s: float = 30.0
     max_claims: int = DEFAULT_MAX_CLAIMS
+    # A result waits this long for others that are ending too (so they share a transaction).
+    report_gather_s: float = 0.001
     # Store calls at once (results, claims, heartbeats): keep within the store's pool.
     store_calls: int = 4
 
@@ -402,8 +405,11 @@ class Worker:
     async def _reporter(self) -> None:
         """Send the outbox to the store, all of it in one transaction each time: the results
         that end while one batch is on its way go together in the next (a group commit)."""
+        gather = self.settings.report_gather_s
         while True:
             await self._posted.wait()
+            if gather and len(self._running) > self._reporting:
+                await asyncio.sleep(gather)  # others end too: let them join this batch
             self._posted.clear()
             batch, self._outbox = self._outbox, []
             if batch:
