@@ -416,9 +416,10 @@ class Worker:
                 await self._send(batch)
 
     async def _send(self, batch: list[_Report]) -> None:
-        """Record ``batch`` and, unless stopping or the claim loop is claiming, claim for the
-        slots it frees (and those free already) in the same transaction."""
-        claiming = not self._stop.is_set() and not self._claiming.locked()
+        """Record ``batch`` and claim for the slots it frees (and those free already) in the
+        same transaction; not when stopping, when the claim loop is claiming, or when the last
+        claim found the queues empty (the claim loop waits for news of a task first)."""
+        claiming = not (self._stop.is_set() or self._claiming.locked() or self._dry)
         free = self.settings.slots - len(self._running) + len(batch)
         if not claiming or free <= 0:
             await self._record(batch, None)
