@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from wayang.client import ApiError, Client, HttpWorkerLink, ServerUnavailableError
-from wayang.store.port import LogLine, WorkerBeat
+from wayang.store.port import ClaimRequest, FencedResult, LogLine, WorkerBeat
 
 OFFERS = frozenset({"cap:shell"})
 
@@ -86,3 +86,32 @@ def test_a_result_the_server_cannot_take_is_dropped_and_the_worker_goes_on() -> 
     assert link.complete("t/1", 1, {"status": "succeeded"}, time.time()) is False
     assert link.heartbeat_worker(WorkerBeat("w1", "running", 1, 0, 0), time.time(), 5) == ["t/2"]
     assert (link.refused, heard) == (None, [])
+
+
+def test_a_batch_of_results_goes_as_its_output_then_each_result_then_the_claim() -> None:
+    claimed = {
+        "task_id": "t/3", "run_id": "r", "step_id": "c", "attempt": 1, "idempotency_key": "k",
+        "payload": {}, "fencing_token": 1, "lease_expires_at": "2026-11-21T00:00:00+00:00",
+        "tenant": "default",
+    }  # fmt: skip
+    server = Server(
+        httpx.Response(200, json={"appended": 1}),
+        httpx.Response(200, json={"task_id": "t/1", "counted": True}),
+        httpx.Response(200, json={"task_id": "t/2", "counted": False}),
+        httpx.Response(200, json={"tasks": [claimed]}),
+    )
+    link, _ = link_to(server)
+    results = [
+        FencedResult("t/1", 1, {"status": "succeeded"}),
+        FencedResult("t/2", 4, {"status": "failed", "error": "boom"}),
+    ]
+    lines = [LogLine("r", "a", 1, "stdout", "hello", time.time())]
+    ask = ClaimRequest("w1", 15.0, limit=2, queue="gpu", offers=OFFERS)
+    reported = link.complete_many(results, time.time(), lines, then_claim=ask)
+    assert reported.counted == [True, False]
+    assert [(t.task_id, t.owner, t.fencing_token) for t in reported.claimed] == [("t/3", "w1", 1)]
+    paths = [path for path, _ in server.sent]
+    assert paths == ["/api/v1/tasks/logs", "/api/v1/tasks/complete", "/api/v1/tasks/complete",
+                     "/api/v1/tasks/claim"]  # fmt: skip
+    assert server.sent[2][1]["fencing_token"] == 4
+    assert (server.sent[3][1]["queue"], server.sent[3][1]["limit"]) == ("gpu", 2)
