@@ -211,8 +211,9 @@ def test_a_conflict_rolls_back_the_whole_group(store: ContractStore) -> None:
         ),
         Append("r2", 7, [event("stale")], tasks=[task("t2", "r2")]),
     ]
-    with pytest.raises(ConcurrencyError):
+    with pytest.raises(ConcurrencyError) as raised:
         store.commit(group, T0 + 1)
+    assert raised.value.run_id == "r2"  # the committer drops that run and commits the rest
 
     assert [e.type for e in store.load_history("r1")] == ["run_started"]
     run = store.get_run("r1")
@@ -230,6 +231,35 @@ def test_a_group_commit_applies_every_append(store: ContractStore) -> None:
     )
     assert [version_of(store, r) for r in ("r1", "r2", "r3")] == [2, 2, 2]
     assert sorted(claim_ids(store)) == ["t-r1", "t-r2", "t-r3"]
+
+
+def test_a_group_commit_moves_each_runs_version_and_status(store: ContractStore) -> None:
+    for run_id in ("r1", "r2", "r3"):
+        new_run(store, run_id)
+    store.commit(
+        [
+            Append("r3", 1, [event(), event()], status="waiting"),
+            Append("r1", 1, [event()]),
+            Append("r2", 1, [event()], status="succeeded"),
+            Append("r1", 2, [event()], status="failed"),
+        ],
+        T0 + 1,
+    )
+    found = {r: store.get_run(r) for r in ("r1", "r2", "r3")}
+    moved = {r: (run.version, run.status, run.updated_at) for r, run in found.items() if run}
+    assert moved == {
+        "r1": (3, "failed", T0 + 1),
+        "r2": (2, "succeeded", T0 + 1),
+        "r3": (3, "waiting", T0 + 1),
+    }
+
+
+def test_a_group_naming_an_unknown_run_fails_whole(store: ContractStore) -> None:
+    new_run(store)
+    with pytest.raises(StoreError, match="ghost does not exist") as raised:
+        store.commit([Append("r1", 1, [event()]), Append("ghost", 3, [event()])], T0)
+    assert not isinstance(raised.value, ConcurrencyError)
+    assert version_of(store, "r1") == 1
 
 
 def test_one_group_may_hold_several_appends_of_one_run(store: ContractStore) -> None:

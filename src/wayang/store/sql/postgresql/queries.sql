@@ -63,6 +63,24 @@ SET version = :new_version, updated_at = :now, status = coalesce(:status::text, 
 WHERE run_id = :run_id AND version = :expected_version
 RETURNING tenant;
 
+-- Several runs of one group commit: first locked in id order (two groups touching the same runs
+-- wait for each other instead of deadlocking), then each moved if at its expected version. A run
+-- missing from the answer did not match: the caller finds out why.
+-- name: lock_runs
+SELECT run_id FROM runs
+WHERE run_id = ANY(:run_ids::text[])
+ORDER BY run_id
+FOR UPDATE;
+
+-- name: advance_runs
+UPDATE runs AS r
+SET version = m.new_version, updated_at = :now, status = coalesce(m.status, r.status)
+FROM unnest(
+    :run_ids::text[], :expected_versions::bigint[], :new_versions::bigint[], :statuses::text[]
+) AS m (run_id, expected_version, new_version, status)
+WHERE r.run_id = m.run_id COLLATE "C" AND r.version = m.expected_version
+RETURNING r.run_id, r.tenant;
+
 -- name: run_version
 SELECT version FROM runs WHERE run_id = :run_id;
 
