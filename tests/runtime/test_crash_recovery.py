@@ -26,6 +26,9 @@ from wayang.runtime.operations import load_run
 from wayang.store.sqlite import SQLiteStore
 
 ROUNDS = int(os.environ.get("WAYANG_CRASH_ROUNDS", "8"))
+# Kills per run at most: on a slow machine a resume can take longer than the longest random wait,
+# and killing it every time would never let the run end. After these the last process finishes.
+MAX_KILLS = int(os.environ.get("WAYANG_CRASH_MAX_KILLS", "6"))
 TESTS = Path(__file__).resolve().parents[1]
 STEPS = ["a", "b1", "b2", "b3", "b4", "shell1", "shell2", "c", "d"]
 
@@ -89,33 +92,48 @@ def newest_run(store: Path, known: set[str]) -> str | None:
     return fresh[0] if fresh else None
 
 
+def start_up_seconds(store: Path) -> float:
+    """How long the CLI takes to start here (slow machines take seconds): kill times are drawn
+    after it, so kills land while a run works, not only while the process imports."""
+    started = time.monotonic()
+    process = wayang(store, "--help")
+    process.communicate()
+    return time.monotonic() - started
+
+
 def drive_with_kills(
-    store: Path, file: Path, known: set[str], rng: random.Random
+    store: Path, file: Path, known: set[str], rng: random.Random, start_up: float
 ) -> tuple[str, int, dict]:
-    """Run ``file`` to its end, killing the CLI at random; returns run id, kills, final JSON."""
+    """Run ``file`` to its end, killing the CLI at random (at most ``MAX_KILLS`` times, then
+    letting it finish); returns run id, kills, final JSON."""
     process = wayang(store, "run", str(file), "--json")
     run_id: str | None = None
     kills = 0
-    while True:
-        # The first kill always comes before the run can finish (step a alone takes 0.2 s
-        # after the 0.3 s start-up); later ones fall anywhere.
-        wait = rng.uniform(0.05, 0.5) if kills == 0 else rng.uniform(0.05, 1.2)
-        deadline = time.monotonic() + wait
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if process.poll() is not None:
-            out, err = process.communicate()
-            assert process.returncode == 0, f"exit {process.returncode}: {err}"
-            result = json.loads(out)
-            return result["run_id"], kills, result
-        process.send_signal(signal.SIGKILL)
+    try:
+        while True:
+            # The first kill always comes before the run can finish (step a alone takes 0.2 s
+            # after start-up); later ones fall anywhere.
+            wait = rng.uniform(0.05, start_up + 0.2 if kills == 0 else start_up + 0.9)
+            deadline = time.monotonic() + wait if kills < MAX_KILLS else float("inf")
+            while process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if process.poll() is not None:
+                out, err = process.communicate()
+                assert process.returncode == 0, f"exit {process.returncode}: {err}"
+                result = json.loads(out)
+                return result["run_id"], kills, result
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            kills += 1
+            run_id = run_id or newest_run(store, known)
+            if run_id is None:  # killed before the run was written: start it again
+                process = wayang(store, "run", str(file), "--json")
+            else:
+                process = wayang(store, "resume", run_id, "--json")
+    finally:  # a failing test leaves no process behind for the next one to trip over
+        if process.poll() is None:
+            process.kill()
         process.communicate()
-        kills += 1
-        run_id = run_id or newest_run(store, known)
-        if run_id is None:  # killed before the run was written: start it again
-            process = wayang(store, "run", str(file), "--json")
-        else:
-            process = wayang(store, "resume", run_id, "--json")
 
 
 @pytest.mark.timeout(600)
@@ -125,11 +143,12 @@ def test_runs_killed_at_random_finish_with_every_effect_exactly_once(tmp_path: P
     known: set[str] = set()
     total_kills = 0
     reruns = 0
+    start_up = start_up_seconds(store)
     for round_number in range(ROUNDS):
         ledger = tmp_path / f"ledger-{round_number}"
         file = tmp_path / f"workflow-{round_number}.toml"
         file.write_text(workflow(ledger))
-        run_id, kills, result = drive_with_kills(store, file, known, rng)
+        run_id, kills, result = drive_with_kills(store, file, known, rng, start_up)
         known.add(run_id)
         total_kills += kills
         assert result["status"] == "succeeded", result
