@@ -245,6 +245,9 @@ def result(options: Options, figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    # A SIGTERM (a driver's timeout, a Ctrl-C'd script's kill) unwinds like an exception, so the
+    # workers are stopped and the schema dropped instead of left in the database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options = parse_options()
     ensure_database(options.pg)
     schema = fresh_schema()
