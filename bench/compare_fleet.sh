@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Wayang on PostgreSQL (the engine alone; an engine and 1, 2, 4 `wayang worker` processes) beside
+# Wayang on PostgreSQL (the engine alone; an engine and 1, 2, 4 `wayang worker` processes, taking
+# tasks or, with --drive, whole runs handed off) beside
 # DBOS on the same PostgreSQL, in one run, through the peers' own driver (issue 7).
 #
 #   bash bench/compare_fleet.sh                 # REPS=3
@@ -42,6 +43,11 @@ plan() {
       echo "wayang-pg-$w-engine $WPY -- $F --workload $w --n $n"
       for k in 1 2 4; do
         echo "wayang-pg-$w-workers$k $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS"
+      done
+      # runs handed off to the workers (--drive); the bench's engine looks for their ends
+      # every 10 ms instead of 200 (it drives nothing, so that look is all it does)
+      for k in 1 2 4; do
+        echo "wayang-pg-$w-drivers$k $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS --drive --engine-poll 0.01"
       done
     fi
     if want dbos; then  # as the peers' run_all.sh runs DBOS on postgres

@@ -80,6 +80,7 @@ class Options:
     engine_poll_s: float
     pool_max: int
     keep: bool
+    drive: bool
 
 
 def parse_options() -> Options:
@@ -97,6 +98,11 @@ def parse_options() -> Options:
     )
     parser.add_argument("--pool-max", type=int, default=0, help="store ?pool_max= (0: default)")
     parser.add_argument("--keep", action="store_true", help="keep the schema")
+    parser.add_argument(
+        "--drive",
+        action="store_true",
+        help="hand the runs off to the workers, started with --drive (runtime/hand_off.py)",
+    )
     args = parser.parse_args()
     n = args.n if args.n is not None else DEFAULT_N[args.workload]
     return Options(
@@ -108,6 +114,7 @@ def parse_options() -> Options:
         args.engine_poll,
         args.pool_max,
         args.keep,
+        args.drive,
     )
 
 
@@ -117,10 +124,11 @@ def parse_options() -> Options:
 class Workers:
     """``wayang worker`` processes of this benchmark, stopped by their PIDs."""
 
-    def __init__(self, url: str, count: int, slots: int, logs: Path) -> None:
+    def __init__(self, url: str, count: int, slots: int, logs: Path, drive: bool) -> None:
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}  # bench_steps, for the python: references
         command = [str(WAYANG), "--store", url, "worker", "--slots", str(slots), "--grace", "5"]
+        command += ["--drive"] if drive else []
         self.logs = [(logs / f"worker{i}.log").open("wb") for i in range(count)]
         self.procs = [
             subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -173,7 +181,11 @@ async def run_workload(
 
 
 def engine_settings(options: Options) -> EngineSettings:
-    return EngineSettings(run_tasks=options.workers == 0, poll_every_s=options.engine_poll_s)
+    return EngineSettings(
+        run_tasks=options.workers == 0,
+        poll_every_s=options.engine_poll_s,
+        hand_off=options.drive,
+    )
 
 
 def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
@@ -184,7 +196,11 @@ def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
     path.write_text(workflow_text(options.workload, options.n), "utf-8")
     app = App(Settings(store=url, engine=engine_settings(options)))
     app.store  # noqa: B018 -- create the schema before the workers open it
-    workers = Workers(url, options.workers, options.slots, folder) if options.workers else None
+    workers = (
+        Workers(url, options.workers, options.slots, folder, options.drive)
+        if options.workers
+        else None
+    )
     try:
         if workers is not None:
             workers.wait_registered(app)
@@ -222,7 +238,9 @@ def result(options: Options, figures: dict[str, Any]) -> dict[str, Any]:
         "peer": "wayang",
         "version": __version__,
         "backend": "postgres",
-        "mode": f"workers-{options.workers}" if options.workers else "engine",
+        "mode": (f"drivers-{options.workers}" if options.drive else f"workers-{options.workers}")
+        if options.workers
+        else "engine",
         "workers": options.workers,
         "slots": options.slots if options.workers else None,
         "engine_poll_s": options.engine_poll_s,

@@ -30,7 +30,11 @@ WORKLOADS = [
         ["dbos-pg-many-start", "dbos-pg-many-queue"],
     ),
 ]
-MODES = [("engine alone", "engine"), *((f"{k} worker(s)", f"workers{k}") for k in (1, 2, 4))]
+MODES = [
+    ("engine alone", "engine"),
+    *((f"{k} worker(s)", f"workers{k}") for k in (1, 2, 4)),
+    *((f"{k} driver(s)", f"drivers{k}") for k in (1, 2, 4)),
+]
 Reps = dict[str, list[dict[str, Any]]]
 
 
@@ -78,8 +82,11 @@ def scaling(reps: Reps) -> None:
     print("| workload | 1 worker | 2 workers | 4 workers | 2 ÷ 1 | 4 ÷ 1 |")
     print("|---|---:|---:|---:|---:|---:|")
     stems = [(title, stem) for title, stem, _, _ in WORKLOADS]
-    for title, stem in [*stems, ("fanout 1000, 5 ms of CPU per step (tasks/s)", "spin")]:
-        rates = [median(reps, f"wayang-pg-{stem}-workers{k}", "rate_per_s") for k in (1, 2, 4)]
+    rows = [(t, s, "workers") for t, s in stems]
+    rows += [("fanout 1000, 5 ms of CPU per step (tasks/s)", "spin", "workers")]
+    rows += [(f"{t}, drivers", s, "drivers") for t, s in stems]
+    for title, stem, kind in rows:
+        rates = [median(reps, f"wayang-pg-{stem}-{kind}{k}", "rate_per_s") for k in (1, 2, 4)]
         one, two, four = rates
         print(
             f"| {title} | {cell(one, 1)} | {cell(two, 1)} | {cell(four, 1)} "

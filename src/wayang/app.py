@@ -75,13 +75,15 @@ class App:
         on_log: LogObserver | None = None,
         executor: Executor | None = None,
         on_orphan: Callable[[str], None] | None = None,
+        settings: EngineSettings | None = None,
     ) -> Engine:
         """A new engine over this app's store and executors (use it in ``async with``);
-        ``executor`` replaces them (the server's wraps them in tracing)."""
+        ``executor`` replaces them (the server's wraps them in tracing), ``settings`` this
+        app's engine settings (a worker's driver has its own)."""
         return Engine(
             self.store,
             executor or self.executor,
-            settings=self.settings.engine,
+            settings=settings or self.settings.engine,
             on_events=on_events,
             on_log=on_log,
             on_orphan=on_orphan,

@@ -16,6 +16,7 @@ import pytest
 from server_runs import ServerProcess, finish, running_server, start
 
 from cli_runs import Wayang, child_env, wait_for
+from wayang.cli.main import main
 from wayang.client import Client, HttpWorkerLink
 from wayang.engine.messages import TaskFinished
 from wayang.runtime.records import result_record
@@ -146,3 +147,13 @@ def test_a_full_task_queue_refuses_wayang_run_through_a_server_as_in_process(
     assert "queue 'default' holds 1 waiting tasks, its limit (max_depth) is 1" in remote.err
     assert remote.err == local.err
     assert remote.out == local.out == ""
+
+
+def test_a_driver_needs_the_store_not_a_server(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["worker", "--drive", "--server", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--drive needs the store" in err and "drop --server, or --drive" in err
+    assert "Traceback" not in err

@@ -7,11 +7,14 @@ Times are plain numbers: the store never reads a clock of its own.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 import pytest
 
 from wayang.store.port import (
+    DRIVERS_FIRST_S,
+    HANDED_OFF,
     Append,
     ConcurrencyError,
     DeadLetter,
@@ -338,6 +341,86 @@ def test_finishing_a_run_takes_it_off_the_orphan_list(store: ContractStore) -> N
     new_run(store)
     store.commit([Append("r1", 1, [event("run_succeeded")], status="succeeded")], T0)
     assert store.orphaned_runs(T0) == []
+
+
+def handed_off_run(store: Store, run_id: str, *, created_at: float = T0) -> RunRecord:
+    """A run as ``EngineSettings(hand_off=True)`` writes it: its first task held for a driver."""
+    run = RunRecord(
+        run_id=run_id,
+        workflow_id="wf",
+        status="pending",
+        created_at=created_at,
+        updated_at=created_at,
+        owner=HANDED_OFF,
+    )
+    held = replace(task(f"{run_id}-t1", run_id), owner=HANDED_OFF)
+    store.create_run(run, Append(run_id, 0, [event("run_started")], tasks=(held,)))
+    return run
+
+
+def test_drivers_take_handed_off_runs_oldest_first_and_only_once(store: ContractStore) -> None:
+    handed_off_run(store, "later", created_at=T0 + 1)
+    handed_off_run(store, "first")
+    new_run(store, "not-handed-off")
+    [taken] = store.take_handed_off("host:1:a:driver", T0 + 2, LEASE, limit=1)
+    record = taken.record
+    assert (record.run_id, record.owner, record.lease_expires_at) == (
+        "first",
+        "host:1:a:driver",
+        T0 + 2 + LEASE,
+    )
+    # Taken with what adopting it needs; its held task is leased to the driver with it.
+    assert [event.type for event in taken.history] == ["run_started"]
+    assert [(t.task_id, t.owner, t.fencing_token) for t in taken.tasks] == [
+        ("first-t1", "host:1:a:driver", 2)
+    ]
+    assert (taken.completions, taken.timers) == ([], [])
+    taken_ids = [t.record.run_id for t in store.take_handed_off("host:2:b:driver", T0 + 2, LEASE)]
+    assert taken_ids == ["later"]
+    assert store.take_handed_off("host:2:b:driver", T0 + 3, LEASE) == []
+    # A held task is no worker's to claim.
+    assert claim_ids(store, now=T0 + 3) == []
+
+
+def test_a_lapsed_driver_s_runs_go_to_another_driver(store: ContractStore) -> None:
+    handed_off_run(store, "r1")
+    store.take_handed_off("host:1:a:driver", T0, LEASE)
+    assert store.take_handed_off("host:2:b:driver", T0 + LEASE - 1, LEASE) == []
+    taken = store.take_handed_off("host:2:b:driver", T0 + LEASE, LEASE)
+    assert [t.record.owner for t in taken] == ["host:2:b:driver"]
+
+
+def test_a_driver_letting_go_hands_the_run_back_to_the_drivers(store: ContractStore) -> None:
+    handed_off_run(store, "r1")
+    new_run(store, "r2")
+    store.take_handed_off("host:1:a:driver", T0, LEASE)
+    store.release_run("r1", "host:1:a:driver")
+    store.lease_run("r2", "host:1:e", T0, LEASE)
+    store.release_run("r2", "host:1:e")
+    owners = {
+        r: (run.owner, run.lease_expires_at) for r in ("r1", "r2") if (run := store.get_run(r))
+    }
+    assert owners == {"r1": (HANDED_OFF, T0 + LEASE), "r2": (None, None)}
+    assert [t.record.run_id for t in store.take_handed_off("host:2:b:driver", T0, LEASE)] == ["r1"]
+
+
+def test_engines_adopting_orphans_leave_handed_off_runs_to_drivers_first(
+    store: ContractStore,
+) -> None:
+    handed_off_run(store, "handed")
+    handed_off_run(store, "driven")
+    store.take_handed_off("host:1:a:driver", T0, LEASE)  # both, oldest first
+    store.release_run("handed", "host:1:a:driver")
+    assert store.orphaned_runs(T0 + LEASE - 1) == []
+    later = T0 + LEASE + DRIVERS_FIRST_S
+    assert sorted(r.run_id for r in store.orphaned_runs(later)) == ["driven", "handed"]
+
+
+def test_run_statuses_reads_several_runs_at_once(store: ContractStore) -> None:
+    new_run(store, "a")
+    new_run(store, "b", status="succeeded")
+    assert store.run_statuses(["a", "b", "ghost"]) == {"a": "running", "b": "succeeded"}
+    assert store.run_statuses([]) == {}
 
 
 # ------------------------------------------------------------------------------ claim

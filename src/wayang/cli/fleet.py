@@ -14,12 +14,14 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from wayang.app import App
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import STORE_KEY, json_text, open_app
 from wayang.cli.run_render import print_rows
 from wayang.client import ApiError, Client, HttpWorkerLink
 from wayang.errors import UsageError
 from wayang.model.placement import LOCAL_CAPABILITIES
+from wayang.runtime.engine import Engine, EngineSettings
 from wayang.runtime.liveness import worker_state
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.worker import Worker, WorkerSettings, store_link
@@ -87,6 +89,12 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     help="Seconds running tasks get on SIGTERM before they are handed back.",
 )
 @click.option(
+    "--drive",
+    is_flag=True,
+    help="Also drive runs handed off by a server with --hand-off: take them from the store and "
+    "run their steps here, one after another, without a queue between two steps.",
+)
+@click.option(
     "--server",
     "server_url",
     metavar="URL",
@@ -117,6 +125,7 @@ def worker(
     worker_id: str,
     lease_s: float,
     drain_s: float,
+    drive: bool,
     server_url: str | None,
     token: str | None,
     token_file: Path | None,
@@ -141,12 +150,18 @@ def worker(
         drain_s=drain_s,
     )
     url = _server_url(server_url)
+    if drive and url is not None:
+        raise UsageError(
+            "--drive needs the store (--store postgresql://…): a driver writes runs' histories; "
+            "drop --server, or --drive"
+        )
     secret = _token(url, token, token_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     with open_app() as app:
         if url is None:
-            _serve(cli, Worker(store_link(app.store), app.executor, settings))
+            driver = _driver(app, settings) if drive else None
+            _serve(cli, Worker(store_link(app.store), app.executor, settings), driver=driver)
             return
         timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
         with Client(url, token=secret, timeout=timeout) as client:
@@ -157,16 +172,37 @@ def worker(
             raise _refused(url, link.refused)
 
 
+def _driver(app: App, settings: WorkerSettings) -> Engine:
+    """The engine of a worker with --drive: it drives up to --slots handed-off runs at once,
+    running here the steps this worker could claim, in the worker's folder
+    (runtime/hand_off.py)."""
+    driving = EngineSettings(
+        lease_s=settings.lease_s,
+        renew_every_s=settings.lease_s / 5,
+        offers=settings.offers(),
+        drive=True,
+        drive_runs=settings.slots,
+        work_in=settings.cwd,
+    )
+    return app.engine(settings=driving)
+
+
 def _serve(
-    cli: CliContext, runner: Worker, over_http: HttpWorkerLink | None = None, where: str = ""
+    cli: CliContext,
+    runner: Worker,
+    over_http: HttpWorkerLink | None = None,
+    where: str = "",
+    *,
+    driver: Engine | None = None,
 ) -> None:
     settings = runner.settings
+    drives = ", drives handed-off runs" if driver is not None else ""
     cli.err.print(
         f"worker {runner.worker_id}{where}: {settings.slots} slot(s), queues "
-        f"{', '.join(settings.queues)}, offers {', '.join(sorted(settings.offers()))}",
+        f"{', '.join(settings.queues)}, offers {', '.join(sorted(settings.offers()))}{drives}",
         soft_wrap=True,
     )
-    asyncio.run(_work(runner, over_http))
+    asyncio.run(_work(runner, over_http, driver))
     counts = runner.counts
     cli.err.print(
         f"worker {runner.worker_id} stopped: {counts.done} done, {counts.failed} failed, "
@@ -201,7 +237,9 @@ def _server_url(given: str | None) -> str | None:
     return url or None
 
 
-async def _work(runner: Worker, over_http: HttpWorkerLink | None = None) -> None:
+async def _work(
+    runner: Worker, over_http: HttpWorkerLink | None = None, driver: Engine | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -212,7 +250,11 @@ async def _work(runner: Worker, over_http: HttpWorkerLink | None = None) -> None
             loop.call_soon_threadsafe(stop.set)
 
         over_http.on_refused = refused
-    await runner.run(stop)
+    if driver is None:
+        await runner.run(stop)
+        return
+    async with driver:  # on leaving, its runs go back to the drivers
+        await runner.run(stop)
 
 
 @contextlib.contextmanager

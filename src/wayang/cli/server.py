@@ -48,6 +48,12 @@ from wayang.runtime.engine import EngineSettings
     help="Run steps here; --no-tasks leaves every step to workers (wayang worker).",
 )
 @click.option(
+    "--hand-off",
+    is_flag=True,
+    help="Record each run and leave it to drivers (wayang worker --drive), which run its "
+    "steps one after another without a queue between them; runs with a workspace stay here.",
+)
+@click.option(
     "--max-runs",
     type=click.IntRange(1),
     default=64,
@@ -115,6 +121,7 @@ def server(
     project_dir: Path | None,
     workers: int | None,
     run_tasks: bool,
+    hand_off: bool,
     max_runs: int,
     max_runs_per_workflow: int,
     max_queued: int,
@@ -146,6 +153,7 @@ def server(
             renew_every_s=lease_s / 5,
             adopt_orphans=True,
             run_tasks=run_tasks,
+            hand_off=hand_off,
         ),
         parallel=workers or settings.parallel,
     )

@@ -52,6 +52,7 @@ from wayang.executors.base import Executor, TaskResult, TaskSpec
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.policy import gate_for
 from wayang.runtime.committer import Committer, Pending
+from wayang.runtime.hand_off import HandOffs, can_hand_off
 from wayang.runtime.lost_runs import LostRuns
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunLostError, RunNotFoundError
 from wayang.runtime.outage import Outage
@@ -64,6 +65,8 @@ from wayang.runtime.workspaces import RunFolder, RunWorkspaces
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     DEFAULT_TENANT,
+    DRIVER_SUFFIX,
+    HANDED_OFF,
     Append,
     ClaimedTask,
     LogLine,
@@ -72,9 +75,11 @@ from wayang.store.port import (
     RunRecord,
     SignalAnswer,
     Store,
+    TakenRun,
     Timer,
     Wakeups,
     completion_wakeup,
+    runs_wakeup,
 )
 from wayang.store.port import DeadLetter as DeadLetterRecord
 from wayang.workspace.artifacts import ArtifactDeclaration
@@ -100,6 +105,16 @@ class EngineSettings:
     # How long past a worker's task's timeout the engine waits for its result.
     remote_grace_s: float = 30.0
     max_claims: int = DEFAULT_MAX_CLAIMS
+    # Record the runs this engine starts and leave them to drivers (runtime/hand_off.py); a
+    # run with a workspace or artifacts it drives itself.
+    hand_off: bool = False
+    # Be a driver: take and drive runs handed off (``wayang worker --drive``), up to
+    # ``drive_runs`` at once (the rest are left to other drivers).
+    drive: bool = False
+    drive_runs: int = 8
+    # Where the tasks of runs without a workspace work, instead of the folder each run was
+    # started in (a driver's: the run may have started on another host).
+    work_in: str | None = None
 
 
 @dataclass(eq=False)
@@ -111,6 +126,7 @@ class _LiveRun:
     tenant: str
     cwd: str
     done: asyncio.Future[RunState]
+    handed_off: bool = False  # recorded for a driver; this engine only waits for its end
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     lost: bool = False
@@ -151,9 +167,9 @@ class Engine:
         """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed;
         ``workspaces`` makes and closes runs' own workspaces (none: runs work in place)."""
         self.store = store
-        self.owner = new_owner_id()
-        self._on_orphan = on_orphan
         self.settings = settings or EngineSettings()
+        self.owner = new_owner_id() + (DRIVER_SUFFIX if self.settings.drive else "")
+        self._on_orphan = on_orphan
         self._executor = executor
         self._clock = clock
         self._on_events = on_events
@@ -166,6 +182,7 @@ class Engine:
             self, grace_s=self.settings.remote_grace_s, max_claims=self.settings.max_claims
         )
         self._lost_runs = LostRuns(self)
+        self._hand_offs = HandOffs(self)
         self._committer: Committer | None = None
         self._wakeups: Wakeups | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -182,8 +199,12 @@ class Engine:
             self._lost,
             closing_grace_s=self.settings.lease_s,
         )
-        # Woken when a worker records a result for one of this engine's runs (PostgreSQL).
-        self._wakeups = self.store.wakeups({completion_wakeup(self.owner)})
+        # Woken when a worker records a result for one of this engine's runs (PostgreSQL), and
+        # a driver when a run is handed off.
+        kinds = {completion_wakeup(self.owner)}
+        if self.settings.drive:
+            kinds.add(runs_wakeup())
+        self._wakeups = self.store.wakeups(kinds)
         self._background = [
             asyncio.create_task(self._committer.run(), name="wayang-committer"),
             asyncio.create_task(self._renew_leases(), name="wayang-leases"),
@@ -205,6 +226,7 @@ class Engine:
         await asyncio.gather(*running, *self._stopping, return_exceptions=True)
         await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._lost_runs.close()
+        self._hand_offs.close()
         committer = self._require_committer()
         committer.close()
         committer_task, *others = self._background
@@ -247,8 +269,15 @@ class Engine:
             raise committer.failure
         now = self._clock()
         state = RunState(run_id)
-        live = self._track(plan, state, tenant, started.cwd)
         decision = start_run(plan, state, started, reuse)
+        if self.settings.hand_off and can_hand_off(plan, started, decision):
+            done = asyncio.get_running_loop().create_future()
+            live = _LiveRun(plan, state, tenant, started.cwd, done, handed_off=True)
+            self._hand_offs.handed_off(live)
+            owner, lease_expires_at = HANDED_OFF, None
+        else:
+            live = self._track(plan, state, tenant, started.cwd)
+            owner, lease_expires_at = self.owner, now + self.settings.lease_s
         record = RunRecord(
             run_id=run_id,
             workflow_id=plan.workflow.id,
@@ -257,8 +286,8 @@ class Engine:
             updated_at=now,
             spec={"version": started.workflow_version, "filename": started.filename},
             tenant=tenant,
-            owner=self.owner,
-            lease_expires_at=now + self.settings.lease_s,
+            owner=owner,
+            lease_expires_at=lease_expires_at,
         )
         self._carry_out(live, 0, RunStatus.PENDING, decision, create=record)
         return live.done
@@ -303,10 +332,22 @@ class Engine:
         if state.finished or state.started is None:
             return _resolved(state)
         await self._take_lease(record)
-        plan = RunPlan.from_started(state.started, gate_for)
-        live = self._track(plan, state, record.tenant, state.started.cwd)
+        live = self._track_adopted(state, record.tenant)
         await self._resume(live, cancel)
         return live.done
+
+    async def drive(self, taken: TakenRun) -> None:
+        """Drive a run this driver took, from what was read with it (runtime/hand_off.py)."""
+        state = fold(taken.record.run_id, read_events(taken.history))
+        if state.finished or state.started is None:
+            return
+        live = self._track_adopted(state, taken.record.tenant)
+        await self._resume(live, None, taken)
+
+    def _track_adopted(self, state: RunState, tenant: str) -> _LiveRun:
+        assert state.started is not None
+        plan = RunPlan.from_started(state.started, gate_for)
+        return self._track(plan, state, tenant, self.settings.work_in or state.started.cwd)
 
     async def _take_lease(self, record: RunRecord) -> None:
         committer = self._require_committer()
@@ -324,13 +365,19 @@ class Engine:
             "wait for it, or cancel it with 'wayang cancel'"
         )
 
-    async def _resume(self, live: _LiveRun, cancel: str | None) -> None:
+    async def _resume(
+        self, live: _LiveRun, cancel: str | None, taken: TakenRun | None = None
+    ) -> None:
+        """Carry on with an adopted run; ``taken``: what was read with it already."""
         committer = self._require_committer()
         now, run_id = self._clock(), live.run_id
-        completions = await committer.call(self.store.completions, run_id)
-        claimed = await committer.call(
-            self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
-        )
+        if taken is None:
+            completions = await committer.call(self.store.completions, run_id)
+            claimed = await committer.call(
+                self.store.adopt_tasks, run_id, self.owner, now, self.settings.lease_s
+            )
+        else:
+            completions, claimed = taken.completions, taken.tasks
         # Tasks neither finished nor adopted are with workers: wait for their results.
         finished = {completion.task_id for completion in completions}
         self._remote.adopted(live, {task.task_id for task in claimed}, finished)
@@ -339,7 +386,7 @@ class Engine:
                 completion.step_id, completion.attempt, completion.result
             )
             self._feed(live, message, acknowledge=completion.task_id)
-        timers = await committer.call(self.store.run_timers, run_id)
+        timers = taken.timers if taken else await committer.call(self.store.run_timers, run_id)
         overdue = [timer.due_at for timer in timers if timer.due_at <= now]
         arrived = None
         if overdue and cancel is None:
@@ -455,6 +502,8 @@ class Engine:
             publish=work.publish,
         )
         self._require_committer().add(live, append, decision.events)
+        if live.handed_off:
+            return  # a driver carries out the rest (hand_off.py)
         self._waits.noticed(live, decision.events)
         for command in work.dispatch:
             self._start_task(live, command)
@@ -472,6 +521,10 @@ class Engine:
         if self._on_events is not None and pending.events:
             self._on_events(live.run_id, pending.events)
         if any(isinstance(event, _TERMINAL_EVENTS) for event in pending.events):
+            if live.handed_off:
+                self._hand_offs.ended(live)
+            elif self.settings.drive:
+                self._hand_offs.room()  # take the next runs waiting for a driver
             if self._runs.get(live.run_id) is live:  # not a copy since dropped (lost_runs.py)
                 self._runs.pop(live.run_id)
                 self._remote.forget_run(live.run_id)
@@ -581,7 +634,7 @@ class Engine:
         """Where the attempt works: the run's folder (its workspace, made on first use), or a
         fresh workspace of its own for an ``ephemeral`` step of a run that has one."""
         started = live.state.started
-        if started is None:
+        if started is None or (self.settings.work_in and not started.workspace):
             return RunFolder(live.cwd)
         note = self._workspace_note(live)
         if live.folder is None:
@@ -692,6 +745,10 @@ class Engine:
                     await self._waits.poll(list(self._runs.values()))
                 if self._runs:
                     await self._remote.poll(lapsed=full)
+                if full and self._hand_offs.waiting:
+                    await self._hand_offs.watch()
+                if self.settings.drive:
+                    await self._hand_offs.take()
                 if full and self.settings.adopt_orphans:
                     await self._adopt_orphans()
             if full:
@@ -745,8 +802,12 @@ class _Work:
     def take(self, command: Any) -> None:
         live = self.live
         if isinstance(command, DispatchTask):
+            if live.handed_off:  # held for the run's driver, unless it needs a worker
+                held = self.engine.settings.offers.issuperset(command.payload.get("needs") or ())
+                self.tasks.append(self._task_row(command, HANDED_OFF if held else None))
+                return
             here = self.engine._runs_here(command.payload)
-            self.tasks.append(self._task_row(command, here))
+            self.tasks.append(self._task_row(command, self.engine.owner if here else None))
             (self.dispatch if here else self.remote).append(command)
         elif isinstance(command, StartTimer):
             self._start_timer(command)
@@ -788,7 +849,8 @@ class _Work:
         # deletes before it inserts, so the new row replaces the old one.
         self.cancel_timers.append(command.timer_id)
         self.timers.append(timer)
-        self.engine._arm(live, timer)
+        if not live.handed_off:  # else its driver arms it, from the store
+            self.engine._arm(live, timer)
 
     def cancel_all_timers(self) -> None:
         for timer_id in list(self.live.timers):
@@ -802,9 +864,12 @@ class _Work:
         if handle is not None:
             handle.cancel()
 
-    def _task_row(self, command: DispatchTask, here: bool) -> NewTask:
-        """The task's row: leased to this engine already, or queued for a worker."""
+    def _task_row(self, command: DispatchTask, owner: str | None) -> NewTask:
+        """The task's row: leased to this engine already, held for a driver, or queued for a
+        worker (no ``owner``)."""
         payload, now = command.payload, self.now
+        here = owner is not None
+        leased = owner == self.engine.owner
         return NewTask(
             task_id=command.task_id,
             run_id=self.live.run_id,
@@ -815,8 +880,8 @@ class _Work:
             available_at=now,
             queue="default" if here else str(payload.get("queue") or "default"),
             tenant=self.live.tenant,
-            owner=self.engine.owner if here else None,
-            lease_expires_at=now + self.engine.settings.lease_s if here else None,
+            owner=owner,
+            lease_expires_at=now + self.engine.settings.lease_s if leased else None,
             needs=() if here else tuple(payload.get("needs") or ()),
         )
 

@@ -248,6 +248,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TakenRun:
+    """A run a driver took (``Store.take_handed_off``), with what adopting it needs, read in the
+    same transaction: its history, the results not yet folded in, its open tasks (now leased to
+    the driver) and its timers."""
+
+    record: RunRecord
+    history: list[StoredEvent]
+    completions: list[Completion]
+    tasks: list[ClaimedTask]
+    timers: list[Timer]
+
+
+@dataclass(frozen=True, slots=True)
 class NewSignal:
     """An input for one step of a run from outside it: a vote, an offer, a completion.
 
@@ -462,6 +475,23 @@ def task_wakeup(queue: str) -> str:
     return f"task:{queue}"
 
 
+HANDED_OFF = "hand-off"
+"""The owner of a run handed off to the drivers (``wayang worker --drive``) and of its first
+tasks, held for whichever driver takes the run (``Store.take_handed_off``)."""
+
+DRIVER_SUFFIX = ":driver"
+"""How a driver's owner id ends: its runs go back to the drivers when it lets go or dies."""
+
+DRIVERS_FIRST_S = 5.0
+"""How long engines adopting orphans leave handed-off runs, and drivers' lapsed runs, to the
+drivers (``Store.orphaned_runs``)."""
+
+
+def runs_wakeup() -> str:
+    """What drivers wait for: a run was handed off to them."""
+    return "runs"
+
+
 def completion_wakeup(owner: str) -> str:
     """What the engine ``owner`` waits for: a worker recorded the result of one of its runs."""
     return f"completion:{owner}"
@@ -519,6 +549,10 @@ class Store(Protocol):
     def release_run(self, run_id: str, owner: str) -> None: ...
     def renew_leases(self, owner: str, now: float, lease_s: float) -> None: ...
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]: ...
+    def take_handed_off(
+        self, owner: str, now: float, lease_s: float, limit: int = 100
+    ) -> list[TakenRun]: ...
+    def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]: ...
     def page_runs(
         self,
         *,

@@ -47,6 +47,7 @@ import psycopg
 
 from wayang.store import rows
 from wayang.store.port import (
+    HANDED_OFF,
     Append,
     ClaimRequest,
     ConcurrencyError,
@@ -54,6 +55,7 @@ from wayang.store.port import (
     NewSignal,
     NewTopicMessage,
     StoreError,
+    runs_wakeup,
     task_wakeup,
 )
 from wayang.store.postgres_connection import (
@@ -180,6 +182,8 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         creates = sorted((a for a in appends if a.create is not None), key=lambda a: a.run_id)
         for append in creates:
             self._insert_run(conn, append)
+        if any(a.create is not None and a.create.owner == HANDED_OFF for a in creates):
+            self._notify(conn, [runs_wakeup()])
         moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = self._advance_all(conn, moves, now)
         self._many(conn, "insert_task", (rows.task_params(t) for a in appends for t in a.tasks))

@@ -18,6 +18,9 @@ from wayang.store import rows
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
     DEFAULT_TENANT,
+    DRIVER_SUFFIX,
+    DRIVERS_FIRST_S,
+    HANDED_OFF,
     Append,
     ClaimedTask,
     ClaimRequest,
@@ -33,6 +36,7 @@ from wayang.store.port import (
     SignalRecord,
     StoredEvent,
     StoreError,
+    TakenRun,
     TaskRecord,
     Timer,
     TopicMessage,
@@ -42,6 +46,12 @@ from wayang.store.port import (
 
 DUPLICATE_COMPLETIONS = "duplicate_completions"
 _by_available_at = itemgetter(-1)
+# The hand-off's markers, for the queries that tell drivers' runs apart (store/port.py).
+_DRIVERS = {"handed_off": HANDED_OFF, "driver_suffix": DRIVER_SUFFIX}
+
+
+def _by_created(run: RunRecord) -> tuple[float, str]:
+    return run.created_at, run.run_id
 
 
 def delivery_id(env: str, seq: int, step: str) -> str:
@@ -134,8 +144,9 @@ class SharedStatements:
 
     def release_run(self, run_id: str, owner: str) -> None:
         """Give up the lease on ``run_id`` so another engine may take it at once."""
+        params = {**_DRIVERS, "run_id": run_id, "owner": owner}
         with self._write() as conn:
-            conn.execute(self._sql["release_run"], {"run_id": run_id, "owner": owner})
+            conn.execute(self._sql["release_run"], params)
 
     def renew_leases(self, owner: str, now: float, lease_s: float) -> None:
         """Extend every lease ``owner`` holds, on runs and on tasks, in one transaction."""
@@ -145,9 +156,48 @@ class SharedStatements:
             conn.execute(self._sql["renew_task_leases"], params)
 
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Unfinished runs nobody drives: no lease, or one that ran out."""
-        found = self._rows("orphaned_runs", {"now": now, "limit": limit})
-        return [rows.read_run(row) for row in found]
+        """Unfinished runs nobody drives: no lease, or one that ran out. Runs handed off to
+        the drivers, and drivers' runs, only once the drivers had ``DRIVERS_FIRST_S``."""
+        params = {**_DRIVERS, "now": now, "limit": limit, "drivers_first_s": DRIVERS_FIRST_S}
+        return [rows.read_run(row) for row in self._rows("orphaned_runs", params)]
+
+    def take_handed_off(
+        self, owner: str, now: float, lease_s: float, limit: int = 100
+    ) -> list[TakenRun]:
+        """Lease to the driver ``owner`` up to ``limit`` runs handed off to the drivers, or
+        left by a driver whose lease lapsed, oldest first; each with what adopting it needs,
+        its open tasks leased to ``owner`` too (one transaction, one hop for many runs)."""
+        lease = {"owner": owner, "lease_expires_at": now + lease_s}
+        params = {**_DRIVERS, **lease, "now": now, "limit": limit}
+        with self._write() as conn:
+            found = conn.execute(self._sql["take_handed_off"], params).fetchall()
+            taken = sorted((rows.read_run(row) for row in found), key=_by_created)
+            return [self._taken(conn, record, lease) for record in taken]
+
+    def _taken(self, conn: Any, record: RunRecord, lease: dict[str, Any]) -> TakenRun:
+        run_id = {"run_id": record.run_id}
+
+        def read(name: str, **params: Any) -> list[Any]:
+            return list(conn.execute(self._sql[name], {**run_id, **params}).fetchall())
+
+        tasks = read("adopt_tasks", **lease)
+        tasks.sort(key=_by_available_at)
+        return TakenRun(
+            record=record,
+            history=[rows.read_event(row) for row in read("load_history", after_seq=0)],
+            completions=[
+                rows.read_completion(row) for row in read("completions_for_run", limit=1000)
+            ],
+            tasks=[rows.read_claimed(row) for row in tasks],
+            timers=[rows.read_timer(row) for row in read("run_timers")],
+        )
+
+    def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of ``run_ids`` in the store (unknown ones are left out)."""
+        if not run_ids:
+            return {}
+        found = self._rows("run_statuses", {"run_ids": self._text_array(list(run_ids))})
+        return {run_id: status for run_id, status in found}
 
     def claim(
         self,

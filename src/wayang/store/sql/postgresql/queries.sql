@@ -131,9 +131,12 @@ UPDATE runs
 SET owner = :owner, lease_expires_at = :lease_expires_at
 WHERE run_id = :run_id AND owner IS NOT DISTINCT FROM :previous_owner::text;
 
+-- A driver's run goes back to the drivers (see take_handed_off), and engines adopting orphans
+-- leave it to them until its lease would have lapsed; any other run goes to nobody.
 -- name: release_run
 UPDATE runs
-SET owner = NULL, lease_expires_at = NULL
+SET owner = CASE WHEN owner LIKE '%' || :driver_suffix::text THEN :handed_off::text END,
+    lease_expires_at = CASE WHEN owner LIKE '%' || :driver_suffix::text THEN lease_expires_at END
 WHERE run_id = :run_id AND owner = :owner;
 
 -- name: renew_run_leases
@@ -149,14 +152,42 @@ FROM held
 WHERE runs.run_id = held.run_id;
 
 -- The status test repeats the partial index's WHERE so the planner can use runs_unfinished.
+-- Runs handed off to drivers, or drivers' whose lease lapsed, are left to the drivers for
+-- :drivers_first_s seconds (take_handed_off).
 -- name: orphaned_runs
 SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at
 FROM runs
 WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
     AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+    AND NOT (coalesce(owner, '') = :handed_off::text AND updated_at > :now - :drivers_first_s)
+    AND NOT (coalesce(owner, '') LIKE '%' || :driver_suffix::text
+        AND coalesce(lease_expires_at, 0) > :now - :drivers_first_s)
 ORDER BY lease_expires_at NULLS FIRST, run_id
 LIMIT :limit;
+
+-- Runs handed off to drivers ('wayang worker --drive'), and drivers' runs whose lease lapsed,
+-- leased to the driver :owner, oldest first; runs another driver is taking are skipped.
+-- name: take_handed_off
+WITH picked AS (
+    SELECT run_id FROM runs
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+        AND (owner = :handed_off::text
+            OR (owner LIKE '%' || :driver_suffix::text AND lease_expires_at <= :now))
+    ORDER BY created_at, run_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs
+SET owner = :owner, lease_expires_at = :lease_expires_at
+FROM picked
+WHERE runs.run_id = picked.run_id
+RETURNING runs.run_id, runs.tenant, runs.workflow_id, runs.status, runs.version, runs.spec,
+    runs.created_at, runs.updated_at, runs.owner, runs.lease_expires_at;
+
+-- name: run_statuses
+SELECT run_id, status FROM runs
+WHERE run_id = ANY(:run_ids::text[]);
 
 -- ---------------------------------------------------------------------------------- events
 

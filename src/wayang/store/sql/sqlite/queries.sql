@@ -80,9 +80,12 @@ UPDATE runs
 SET owner = :owner, lease_expires_at = :lease_expires_at
 WHERE run_id = :run_id AND owner IS :previous_owner;
 
+-- A driver's run goes back to the drivers (see take_handed_off), and engines adopting orphans
+-- leave it to them until its lease would have lapsed; any other run goes to nobody.
 -- name: release_run
 UPDATE runs
-SET owner = NULL, lease_expires_at = NULL
+SET owner = CASE WHEN owner LIKE '%' || :driver_suffix THEN :handed_off END,
+    lease_expires_at = CASE WHEN owner LIKE '%' || :driver_suffix THEN lease_expires_at END
 WHERE run_id = :run_id AND owner = :owner;
 
 -- name: renew_run_leases
@@ -91,14 +94,39 @@ SET lease_expires_at = :lease_expires_at
 WHERE owner = :owner AND status NOT IN ('succeeded', 'failed', 'cancelled');
 
 -- The status test repeats the partial index's WHERE so SQLite can use runs_unfinished.
+-- Runs handed off to drivers, or drivers' whose lease lapsed, are left to the drivers for
+-- :drivers_first_s seconds (take_handed_off).
 -- name: orphaned_runs
 SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at
 FROM runs
 WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
     AND (lease_expires_at IS NULL OR lease_expires_at <= :now)
+    AND NOT (coalesce(owner, '') = :handed_off AND updated_at > :now - :drivers_first_s)
+    AND NOT (coalesce(owner, '') LIKE '%' || :driver_suffix
+        AND coalesce(lease_expires_at, 0) > :now - :drivers_first_s)
 ORDER BY lease_expires_at, run_id
 LIMIT :limit;
+
+-- Runs handed off to drivers ('wayang worker --drive'), and drivers' runs whose lease lapsed,
+-- leased to the driver :owner, oldest first.
+-- name: take_handed_off
+UPDATE runs
+SET owner = :owner, lease_expires_at = :lease_expires_at
+WHERE run_id IN (
+    SELECT run_id FROM runs
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+        AND (owner = :handed_off
+            OR (owner LIKE '%' || :driver_suffix AND lease_expires_at <= :now))
+    ORDER BY created_at, run_id
+    LIMIT :limit
+)
+RETURNING run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at;
+
+-- name: run_statuses
+SELECT run_id, status FROM runs
+WHERE run_id IN (SELECT value FROM json_each(:run_ids));
 
 -- ---------------------------------------------------------------------------------- events
 

@@ -1,0 +1,128 @@
+"""Runs handed off to drivers: an engine that records runs, and workers that drive them.
+
+An engine with ``EngineSettings(hand_off=True)`` (``wayang server --hand-off``) records each run
+it starts, with the first decision's events, timers and tasks exactly as it would drive it, but
+owned by :data:`~wayang.store.port.HANDED_OFF` instead of itself, and drives none of it. Its
+tasks are held for the run's future driver (no worker claims them), except those needing
+capabilities or labels, which wait in their queue for a worker as always.
+
+A driver is an engine with ``EngineSettings(drive=True)``, inside ``wayang worker --drive``: it
+takes handed-off runs from the store (``Store.take_handed_off``, woken at once on PostgreSQL) and
+adopts them, so their steps run in the driver's process, one commit per decision, with no
+round trip through a queue between two steps. A driver's owner id ends in
+:data:`~wayang.store.port.DRIVER_SUFFIX`, so the runs of a driver that stops go back to the
+drivers, and those of one that dies are taken by another once its lease lapses. Engines that
+adopt orphans leave both to the drivers for :data:`~wayang.store.port.DRIVERS_FIRST_S` first,
+then drive them themselves: a run nobody takes is not stranded.
+
+The history of a handed-off run is the one its starting engine would have written, so replay and
+every reader see no difference. Who waits for the run at the starting engine is answered when
+the store says it ended (:meth:`HandOffs.watch`, at each full poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from wayang.engine import events as ev
+from wayang.engine.messages import Decision, StartChildRun
+from wayang.engine.runplan import RunPlan
+from wayang.engine.state import RunStatus, fold
+from wayang.runtime.names import RunLostError
+from wayang.runtime.records import read_events
+
+if TYPE_CHECKING:
+    from wayang.runtime.engine import Engine, _LiveRun
+
+log = logging.getLogger("wayang.engine")
+
+_ENDED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
+
+
+def can_hand_off(plan: RunPlan, started: ev.RunStarted, decision: Decision) -> bool:
+    """Whether a driver anywhere can drive the run: it has no workspace or artifacts (made
+    where the run started) and starts no child run at once (its starter would drive it)."""
+    return not (
+        started.workspace
+        or plan.workflow.artifacts
+        or any(isinstance(command, StartChildRun) for command in decision.commands)
+    )
+
+
+class HandOffs:
+    """An engine's side of the hand-off: waiting for handed-off runs, and taking them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._waiting: dict[str, _LiveRun] = {}
+        self._taking = asyncio.Lock()
+        self._turns: set[asyncio.Task[None]] = set()
+
+    def handed_off(self, live: _LiveRun) -> None:
+        """``live`` was handed off: its future resolves when the store says it ended."""
+        self._waiting[live.run_id] = live
+
+    def ended(self, live: _LiveRun) -> None:
+        """``live`` ended in its first decision (nothing to run): no need to watch it."""
+        self._waiting.pop(live.run_id, None)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting)
+
+    async def watch(self) -> None:
+        """Answer whoever waits for a handed-off run that has ended, with its final state."""
+        engine = self.engine
+        call = engine._require_committer().call
+        statuses = await call(engine.store.run_statuses, sorted(self._waiting))
+        for run_id, status in statuses.items():
+            if status not in _ENDED:
+                continue
+            history = read_events(await call(engine.store.load_history, run_id))
+            live = self._waiting.pop(run_id, None)
+            if live is not None and not live.done.done():
+                live.done.set_result(fold(run_id, history))
+
+    async def take(self) -> None:
+        """A driver's turn: lease runs waiting for a driver, as many as it has room for
+        (``drive_runs``), and drive them."""
+        if self._taking.locked():
+            return  # a turn is under way
+        async with self._taking:
+            engine = self.engine
+            room = engine.settings.drive_runs - len(engine._runs)
+            if room <= 0:
+                return
+            call = engine._require_committer().call
+            lease_s = engine.settings.lease_s
+            taken = await call(
+                engine.store.take_handed_off, engine.owner, engine._clock(), lease_s, room
+            )
+            for run in taken:
+                await engine.drive(run)
+                log.debug("driving run %s", run.record.run_id)
+
+    def room(self) -> None:
+        """A driven run ended: take the next ones now rather than at the next poll."""
+        task = asyncio.get_running_loop().create_task(self._turn())
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _turn(self) -> None:
+        try:
+            await self.take()
+        except Exception as exc:  # the store away, most likely: the next poll tries again
+            log.warning("taking handed-off runs failed (%s); the next poll tries again", exc)
+
+    def close(self) -> None:
+        """The engine stops: whoever still waits for a handed-off run is told it goes on."""
+        for task in self._turns:
+            task.cancel()
+        for live in self._waiting.values():
+            if not live.done.done():
+                why = f"run {live.run_id} goes on in a driver; this engine stopped waiting for it"
+                live.done.set_exception(RunLostError(why))
+                live.done.exception()  # nobody awaiting it is no bug
+        self._waiting.clear()

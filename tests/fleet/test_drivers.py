@@ -1,0 +1,97 @@
+"""Runs handed off to drivers (``wayang server --hand-off``, ``wayang worker --drive``), with a
+driver killed (``kill -9``) while it drives: every run completes, every step's effect is
+recorded once, and the steps ran in the drivers' processes, not the server's (issue 7).
+
+Each run is a chain of Python steps that write their effect to a ledger table keyed by their
+idempotency key (``fleet_steps.record``). The killed driver's runs lapse with its lease and
+the other driver takes them (their owner ends in ``:driver``); steps it was running run again
+there with the same key, so the ledger counts each effect once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fleet_procs import (
+    Fleet,
+    FleetDb,
+    FleetProcess,
+    figures_line,
+    read_ledger,
+    run_statuses,
+    start_runs,
+    wait_until,
+)
+
+RUNS = 12
+STEPS = ("one", "two", "three", "four")
+DRIVER_ARGS = ("--drive", "--slots", "3", "--lease", "2", "--grace", "1")
+
+
+def chain_workflow(ledger: str) -> str:
+    step = f'uses = "python:fleet_steps:record"\ninputs = {{ ledger = "{ledger}", pause_ms = 150 }}'
+    lines = ['id = "driven"']
+    for before, name in zip((None, *STEPS), STEPS, strict=False):
+        lines += [f"[steps.{name}]", step]
+        lines += [f'needs = ["{before}"]'] if before else []
+    return "\n".join(lines) + "\n"
+
+
+def effect_pids(fleet_db: FleetDb) -> set[int]:
+    return {int(pid) for (pid,) in fleet_db.books.execute("SELECT DISTINCT pid FROM fleet_effects")}
+
+
+def test_drivers_drive_handed_off_runs_and_survive_a_kill(fleet: Fleet, fleet_db: FleetDb) -> None:
+    server = fleet.server("server", "--hand-off", "--lease", "3", "--max-runs", "100")
+    drivers = [fleet.worker(f"driver-{i}", *DRIVER_ARGS) for i in range(3)]
+    run_ids = start_runs([server], chain_workflow(fleet_db.ledger), "/fleet/driven.toml", RUNS)
+
+    def driving() -> FleetProcess | None:
+        """A driver that holds an unfinished run and has recorded an effect."""
+        if read_ledger(fleet_db.books).effects < 2:
+            return None
+        held = fleet_db.db.execute(
+            "SELECT owner FROM runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"
+        ).fetchall()
+        owners = {str(owner) for (owner,) in held if owner}
+        busy = [d for d in drivers if any(o.startswith(d.owner_prefix) for o in owners)]
+        return busy[0] if busy else None
+
+    victim = wait_until(driving, 60, "a driver driving a run")
+    killed_at = time.monotonic()
+    victim.kill()
+
+    def all_ended() -> bool:
+        statuses = run_statuses(fleet_db.db)
+        return all(statuses.get(run_id) in ("succeeded", "failed") for run_id in run_ids)
+
+    wait_until(all_ended, 90, "every run to end")
+    recovered_s = time.monotonic() - killed_at
+    statuses = run_statuses(fleet_db.db)
+    ledger = read_ledger(fleet_db.books)
+    figures_line(
+        "drivers",
+        {
+            "runs": RUNS,
+            "lost": sum(statuses.get(r) != "succeeded" for r in run_ids),
+            "duplicate_effects": ledger.duplicate_effects,
+            "absorbed": ledger.absorbed,
+            "recovered_s": round(recovered_s, 1),
+        },
+    )
+    assert [statuses[r] for r in run_ids] == ["succeeded"] * RUNS
+    assert ledger.effects == RUNS * len(STEPS)
+    assert ledger.duplicate_effects == 0
+    # The drivers ran the steps; the server recorded the runs and ran none of them.
+    assert effect_pids(fleet_db) <= {driver.pid for driver in drivers}
+    assert len(effect_pids(fleet_db)) >= 2  # runs are spread: a driver takes --slots at most
+    owners = {
+        str(owner)
+        for (owner,) in fleet_db.db.execute(
+            "SELECT DISTINCT owner FROM tasks WHERE owner IS NOT NULL"
+        )
+    }
+    assert owners and all(owner.endswith(":driver") for owner in owners), owners
+    for driver in drivers:
+        if driver is not victim:
+            assert driver.stop() == 0

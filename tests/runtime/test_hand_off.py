@@ -1,0 +1,136 @@
+"""Runs handed off to drivers (runtime/hand_off.py): an engine with ``hand_off`` records them, an
+engine with ``drive`` takes and drives them. Real engines in one event loop, over a real SQLite
+file and over PostgreSQL; the driver killed for real is in tests/fleet/test_drivers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from runtime_helpers import FAST, start, write_workflow
+from wayang.app import App, Settings
+from wayang.engine.replay import replay
+from wayang.engine.state import RunStatus
+from wayang.runtime.engine import Engine
+from wayang.runtime.records import read_events
+from wayang.store.port import HANDED_OFF
+
+HANDING_OFF = replace(FAST, hand_off=True)
+CHAIN = """
+id = "handed"
+[steps.one]
+run = 'echo "pid=$PPID" >> "$WAYANG_OUTPUT"; pwd > where.txt'
+[steps.two]
+needs = ["one"]
+run = "echo two"
+[steps.three]
+needs = ["two"]
+run = "echo three"
+timeout = "30s"
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    if request.param == "postgresql":
+        location = str(request.getfixturevalue("postgres_url"))
+    else:
+        location = str(tmp_path / "wayang.db")
+    made = App(Settings(store=location, engine=FAST))
+    yield made
+    made.close()
+
+
+def driver(app: App, work_in: Path, drive_runs: int = 8) -> Engine:
+    settings = replace(FAST, drive=True, drive_runs=drive_runs, work_in=str(work_in))
+    return app.engine(settings=settings)
+
+
+def test_a_handed_off_run_is_driven_by_a_driver_with_the_same_history(
+    app: App, tmp_path: Path
+) -> None:
+    path = write_workflow(tmp_path, CHAIN)
+    work_in = tmp_path / "driver"
+    work_in.mkdir()
+
+    async def scenario() -> tuple[str, RunStatus, str | None, str]:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            run_id, done = await start(starter, path)
+            await starter.flush()
+            record = app.store.get_run(run_id)
+            assert record is not None and record.owner == HANDED_OFF
+            assert starter.active_runs == []  # recorded, not driven here
+            async with driver(app, work_in) as drives:
+                state = await asyncio.wait_for(done, 30)
+                held = app.store.get_run(run_id)
+                return run_id, state.status, held.owner if held else None, drives.owner
+
+    run_id, status, owner, driver_owner = asyncio.run(scenario())
+    assert status is RunStatus.SUCCEEDED
+    assert owner == driver_owner and driver_owner.endswith(":driver")
+    # The driver ran the steps in its folder, not where the run was started.
+    assert (work_in / "where.txt").read_text().strip() == str(work_in)
+    assert not (tmp_path / "where.txt").exists()
+    # The history is the one the starting engine would have written: replay agrees.
+    history = read_events(app.store.load_history(run_id))
+    assert replay(run_id, history).divergence is None
+    tasks = app.store.run_tasks(run_id)
+    assert {task.owner for task in tasks} == {driver_owner}
+
+
+def test_a_driver_takes_no_more_runs_than_it_may_drive(app: App, tmp_path: Path) -> None:
+    path = write_workflow(tmp_path, CHAIN)
+
+    async def scenario() -> list[RunStatus]:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            futures = [(await start(starter, path))[1] for _ in range(5)]
+            await starter.flush()
+            async with driver(app, tmp_path, drive_runs=2) as drives:
+                await asyncio.sleep(0.2)
+                assert len(drives.active_runs) <= 2
+                states = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        return [state.status for state in states]
+
+    assert asyncio.run(scenario()) == [RunStatus.SUCCEEDED] * 5
+
+
+def test_a_run_with_artifacts_is_not_handed_off(app: App, tmp_path: Path) -> None:
+    flow = 'id = "kept"\n[artifacts.report]\npath = "report.txt"\n[steps.only]\nrun = "echo kept"\n'
+    path = write_workflow(tmp_path, flow)
+
+    async def scenario() -> tuple[RunStatus, str | None, str]:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            run_id, done = await start(starter, path)
+            state = await asyncio.wait_for(done, 30)
+            record = app.store.get_run(run_id)
+            return state.status, record.owner if record else None, starter.owner
+
+    status, owner, starter_owner = asyncio.run(scenario())
+    assert status is RunStatus.SUCCEEDED
+    assert owner == starter_owner  # it drove the run itself: artifacts stay where they are made
+
+
+def test_a_driver_that_stops_hands_its_runs_back_to_the_drivers(app: App, tmp_path: Path) -> None:
+    path = write_workflow(
+        tmp_path,
+        'id = "slow"\n[steps.nap]\nrun = "sleep 0.5"\n[steps.after]\nneeds = ["nap"]\nrun = "true"\n',
+    )
+
+    async def scenario() -> RunStatus:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            run_id, done = await start(starter, path)
+            await starter.flush()
+            async with driver(app, tmp_path) as first:
+                await asyncio.sleep(0.2)
+                assert first.active_runs == [run_id]
+            record = app.store.get_run(run_id)
+            assert record is not None and record.owner == HANDED_OFF
+            async with driver(app, tmp_path):
+                return (await asyncio.wait_for(done, 30)).status
+
+    assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
