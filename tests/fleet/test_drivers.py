@@ -25,7 +25,7 @@ from fleet_procs import (
 
 RUNS = 12
 STEPS = ("one", "two", "three", "four")
-DRIVER_ARGS = ("--drive", "--slots", "3", "--lease", "2", "--grace", "1")
+DRIVER_ARGS = ("--drive", "--drive-runs", "3", "--lease", "2", "--grace", "1")
 
 
 def chain_workflow(ledger: str) -> str:
@@ -84,7 +84,7 @@ def test_drivers_drive_handed_off_runs_and_survive_a_kill(fleet: Fleet, fleet_db
     assert ledger.duplicate_effects == 0
     # The drivers ran the steps; the server recorded the runs and ran none of them.
     assert effect_pids(fleet_db) <= {driver.pid for driver in drivers}
-    assert len(effect_pids(fleet_db)) >= 2  # runs are spread: a driver takes --slots at most
+    assert len(effect_pids(fleet_db)) >= 2  # runs are spread: a driver drives --drive-runs at most
     owners = {
         str(owner)
         for (owner,) in fleet_db.db.execute(

@@ -95,6 +95,13 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     "run their steps here, one after another, without a queue between two steps.",
 )
 @click.option(
+    "--drive-runs",
+    type=click.IntRange(1, 4096),
+    default=EngineSettings.drive_runs,
+    show_default=True,
+    help="With --drive: runs driven at once; more are left to other drivers.",
+)
+@click.option(
     "--server",
     "server_url",
     metavar="URL",
@@ -126,6 +133,7 @@ def worker(
     lease_s: float,
     drain_s: float,
     drive: bool,
+    drive_runs: int,
     server_url: str | None,
     token: str | None,
     token_file: Path | None,
@@ -160,7 +168,7 @@ def worker(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     with open_app() as app:
         if url is None:
-            driver = _driver(app, settings) if drive else None
+            driver = _driver(app, settings, drive_runs) if drive else None
             _serve(cli, Worker(store_link(app.store), app.executor, settings), driver=driver)
             return
         timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
@@ -172,8 +180,8 @@ def worker(
             raise _refused(url, link.refused)
 
 
-def _driver(app: App, settings: WorkerSettings) -> Engine:
-    """The engine of a worker with --drive: it drives up to --slots handed-off runs at once,
+def _driver(app: App, settings: WorkerSettings, runs: int) -> Engine:
+    """The engine of a worker with --drive: it drives up to ``runs`` handed-off runs at once,
     running here the steps this worker could claim, in the worker's folder
     (runtime/hand_off.py)."""
     driving = EngineSettings(
@@ -181,7 +189,7 @@ def _driver(app: App, settings: WorkerSettings) -> Engine:
         renew_every_s=settings.lease_s / 5,
         offers=settings.offers(),
         drive=True,
-        drive_runs=settings.slots,
+        drive_runs=runs,
         work_in=settings.cwd,
     )
     return app.engine(settings=driving)

@@ -94,9 +94,16 @@ class RunPlan:
         )
 
     @classmethod
-    def from_started(cls, started: RunStarted, gates: GateFactory | None = None) -> RunPlan:
-        """Rebuild from the definition text pinned in the history (recovery, replay)."""
-        return cls.build(parse_workflow(started.source, started.filename), started, gates)
+    def from_started(
+        cls,
+        started: RunStarted,
+        gates: GateFactory | None = None,
+        workflow: Workflow | None = None,
+    ) -> RunPlan:
+        """Rebuild from the definition text pinned in the history (recovery, replay);
+        ``workflow``: that text parsed already (it is, for every run of one definition)."""
+        parsed = workflow or parse_workflow(started.source, started.filename)
+        return cls.build(parsed, started, gates)
 
     def max_visits(self, step_id: str) -> int:
         spec = self.workflow.steps.get(step_id)

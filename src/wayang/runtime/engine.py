@@ -52,7 +52,7 @@ from wayang.executors.base import Executor, TaskResult, TaskSpec
 from wayang.model.placement import LOCAL_CAPABILITIES, offer_tokens
 from wayang.policy import gate_for
 from wayang.runtime.committer import Committer, Pending
-from wayang.runtime.hand_off import HandOffs, can_hand_off
+from wayang.runtime.hand_off import Definitions, HandOffs, can_hand_off
 from wayang.runtime.lost_runs import LostRuns
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError, RunLostError, RunNotFoundError
 from wayang.runtime.outage import Outage
@@ -111,7 +111,7 @@ class EngineSettings:
     # Be a driver: take and drive runs handed off (``wayang worker --drive``), up to
     # ``drive_runs`` at once (the rest are left to other drivers).
     drive: bool = False
-    drive_runs: int = 8
+    drive_runs: int = 32
     # Where the tasks of runs without a workspace work, instead of the folder each run was
     # started in (a driver's: the run may have started on another host).
     work_in: str | None = None
@@ -183,6 +183,7 @@ class Engine:
         )
         self._lost_runs = LostRuns(self)
         self._hand_offs = HandOffs(self)
+        self._definitions = Definitions()
         self._committer: Committer | None = None
         self._wakeups: Wakeups | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -345,9 +346,10 @@ class Engine:
         await self._resume(live, None, taken)
 
     def _track_adopted(self, state: RunState, tenant: str) -> _LiveRun:
-        assert state.started is not None
-        plan = RunPlan.from_started(state.started, gate_for)
-        return self._track(plan, state, tenant, self.settings.work_in or state.started.cwd)
+        started = state.started
+        assert started is not None
+        plan = RunPlan.from_started(started, gate_for, self._definitions.parsed(started))
+        return self._track(plan, state, tenant, self.settings.work_in or started.cwd)
 
     async def _take_lease(self, record: RunRecord) -> None:
         committer = self._require_committer()

@@ -30,6 +30,8 @@ from wayang.engine import events as ev
 from wayang.engine.messages import Decision, StartChildRun
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunStatus, fold
+from wayang.model.loader import parse_workflow
+from wayang.model.spec import Workflow
 from wayang.runtime.names import RunLostError
 from wayang.runtime.records import read_events
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wayang.engine")
 
+DEFINITIONS_KEPT = 64
 _ENDED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
@@ -58,6 +61,7 @@ class HandOffs:
         self.engine = engine
         self._waiting: dict[str, _LiveRun] = {}
         self._taking = asyncio.Lock()
+        self._again = False
         self._turns: set[asyncio.Task[None]] = set()
 
     def handed_off(self, live: _LiveRun) -> None:
@@ -87,22 +91,29 @@ class HandOffs:
 
     async def take(self) -> None:
         """A driver's turn: lease runs waiting for a driver, as many as it has room for
-        (``drive_runs``), and drive them."""
+        (``drive_runs``), and drive them. Asked again during a turn, it takes another after."""
         if self._taking.locked():
-            return  # a turn is under way
+            self._again = True  # room freed meanwhile: one more turn when this one ends
+            return
         async with self._taking:
-            engine = self.engine
-            room = engine.settings.drive_runs - len(engine._runs)
-            if room <= 0:
-                return
-            call = engine._require_committer().call
-            lease_s = engine.settings.lease_s
-            taken = await call(
-                engine.store.take_handed_off, engine.owner, engine._clock(), lease_s, room
-            )
-            for run in taken:
-                await engine.drive(run)
-                log.debug("driving run %s", run.record.run_id)
+            self._again = True
+            while self._again:
+                self._again = False
+                await self._take_some()
+
+    async def _take_some(self) -> None:
+        engine = self.engine
+        room = engine.settings.drive_runs - len(engine._runs)
+        if room <= 0:
+            return
+        call = engine._require_committer().call
+        lease_s = engine.settings.lease_s
+        taken = await call(
+            engine.store.take_handed_off, engine.owner, engine._clock(), lease_s, room
+        )
+        for run in taken:
+            await engine.drive(run)
+            log.debug("driving run %s", run.record.run_id)
 
     def room(self) -> None:
         """A driven run ended: take the next ones now rather than at the next poll."""
@@ -126,3 +137,22 @@ class HandOffs:
                 live.done.set_exception(RunLostError(why))
                 live.done.exception()  # nobody awaiting it is no bug
         self._waiting.clear()
+
+
+class Definitions:
+    """The workflow definitions of adopted runs, parsed once each: a driver adopts many runs
+    of one definition, and parsing it is most of what rebuilding a run's plan costs."""
+
+    def __init__(self, keep: int = DEFINITIONS_KEPT) -> None:
+        self._keep = keep
+        self._parsed: dict[tuple[str, str], Workflow] = {}
+
+    def parsed(self, started: ev.RunStarted) -> Workflow:
+        key = (started.source, started.filename)
+        found = self._parsed.get(key)
+        if found is None:
+            found = parse_workflow(started.source, started.filename)
+            if len(self._parsed) >= self._keep:
+                self._parsed.pop(next(iter(self._parsed)))  # the oldest
+            self._parsed[key] = found
+        return found

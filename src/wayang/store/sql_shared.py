@@ -8,11 +8,11 @@ commits, publishing, locking) the adapter has its own method.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wayang.store import rows
 from wayang.store.port import (
@@ -52,6 +52,22 @@ _DRIVERS = {"handed_off": HANDED_OFF, "driver_suffix": DRIVER_SUFFIX}
 
 def _by_created(run: RunRecord) -> tuple[float, str]:
     return run.created_at, run.run_id
+
+
+class _OfRun(Protocol):
+    @property
+    def run_id(self) -> str: ...
+
+
+_Row = TypeVar("_Row", bound=_OfRun)
+
+
+def _by_run(items: Iterable[_Row]) -> dict[str, list[_Row]]:
+    """``items`` grouped by their run, each group in the order given."""
+    grouped: dict[str, list[_Row]] = {}
+    for item in items:
+        grouped.setdefault(item.run_id, []).append(item)
+    return grouped
 
 
 def delivery_id(env: str, seq: int, step: str) -> str:
@@ -166,31 +182,36 @@ class SharedStatements:
     ) -> list[TakenRun]:
         """Lease to the driver ``owner`` up to ``limit`` runs handed off to the drivers, or
         left by a driver whose lease lapsed, oldest first; each with what adopting it needs,
-        its open tasks leased to ``owner`` too (one transaction, one hop for many runs)."""
+        its open tasks leased to ``owner`` too (one transaction, five statements however many
+        runs)."""
         lease = {"owner": owner, "lease_expires_at": now + lease_s}
         params = {**_DRIVERS, **lease, "now": now, "limit": limit}
         with self._write() as conn:
             found = conn.execute(self._sql["take_handed_off"], params).fetchall()
-            taken = sorted((rows.read_run(row) for row in found), key=_by_created)
-            return [self._taken(conn, record, lease) for record in taken]
+            if not found:
+                return []
+            records = sorted((rows.read_run(row) for row in found), key=_by_created)
+            among = {"run_ids": self._text_array([record.run_id for record in records])}
 
-    def _taken(self, conn: Any, record: RunRecord, lease: dict[str, Any]) -> TakenRun:
-        run_id = {"run_id": record.run_id}
+            def read(name: str, **more: Any) -> list[Any]:
+                return list(conn.execute(self._sql[name], {**among, **more}).fetchall())
 
-        def read(name: str, **params: Any) -> list[Any]:
-            return list(conn.execute(self._sql[name], {**run_id, **params}).fetchall())
-
-        tasks = read("adopt_tasks", **lease)
-        tasks.sort(key=_by_available_at)
-        return TakenRun(
-            record=record,
-            history=[rows.read_event(row) for row in read("load_history", after_seq=0)],
-            completions=[
-                rows.read_completion(row) for row in read("completions_for_run", limit=1000)
-            ],
-            tasks=[rows.read_claimed(row) for row in tasks],
-            timers=[rows.read_timer(row) for row in read("run_timers")],
-        )
+            history = _by_run(map(rows.read_event, read("histories_of_runs")))
+            completions = _by_run(map(rows.read_completion, read("completions_of_runs")))
+            tasks = read("adopt_tasks_of_runs", **lease)
+            tasks.sort(key=_by_available_at)
+            claimed = _by_run(map(rows.read_claimed, tasks))
+            timers = _by_run(map(rows.read_timer, read("timers_of_runs")))
+        return [
+            TakenRun(
+                record,
+                history.get(record.run_id, []),
+                completions.get(record.run_id, []),
+                claimed.get(record.run_id, []),
+                timers.get(record.run_id, []),
+            )
+            for record in records
+        ]
 
     def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
         """The status of each of ``run_ids`` in the store (unknown ones are left out)."""

@@ -185,6 +185,42 @@ WHERE runs.run_id = picked.run_id
 RETURNING runs.run_id, runs.tenant, runs.workflow_id, runs.status, runs.version, runs.spec,
     runs.created_at, runs.updated_at, runs.owner, runs.lease_expires_at;
 
+-- What adopting the runs a driver took needs, for all of them at once (take_handed_off):
+-- their histories, unacknowledged results, open tasks (leased to the driver) and timers.
+-- name: histories_of_runs
+SELECT run_id, seq, type, data, version, at
+FROM events
+WHERE run_id = ANY(:run_ids::text[])
+ORDER BY run_id, seq;
+
+-- name: completions_of_runs
+SELECT task_id, run_id, step_id, attempt, result, completed_at
+FROM tasks
+WHERE status = 'completed' AND run_id = ANY(:run_ids::text[])
+ORDER BY completed_at, task_id;
+
+-- name: adopt_tasks_of_runs
+WITH open_tasks AS (
+    SELECT task_id FROM tasks
+    WHERE run_id = ANY(:run_ids::text[]) AND status IN ('queued', 'claimed') AND NOT remote
+    ORDER BY task_id
+    FOR UPDATE
+)
+UPDATE tasks
+SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
+    fencing_token = tasks.fencing_token + 1
+FROM open_tasks
+WHERE tasks.task_id = open_tasks.task_id AND tasks.status IN ('queued', 'claimed')
+RETURNING tasks.task_id, tasks.run_id, tasks.step_id, tasks.attempt, tasks.idempotency_key,
+    tasks.payload, tasks.owner, tasks.fencing_token, tasks.lease_expires_at, tasks.tenant,
+    tasks.available_at;
+
+-- name: timers_of_runs
+SELECT timer_id, run_id, due_at, payload, tenant
+FROM timers
+WHERE run_id = ANY(:run_ids::text[])
+ORDER BY due_at, timer_id;
+
 -- name: run_statuses
 SELECT run_id, status FROM runs
 WHERE run_id = ANY(:run_ids::text[]);

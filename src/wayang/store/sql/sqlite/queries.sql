@@ -124,6 +124,34 @@ WHERE run_id IN (
 RETURNING run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at;
 
+-- What adopting the runs a driver took needs, for all of them at once (take_handed_off):
+-- their histories, unacknowledged results, open tasks (leased to the driver) and timers.
+-- name: histories_of_runs
+SELECT run_id, seq, type, data, version, at
+FROM events
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY run_id, seq;
+
+-- name: completions_of_runs
+SELECT task_id, run_id, step_id, attempt, result, completed_at
+FROM tasks
+WHERE status = 'completed' AND run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY completed_at, task_id;
+
+-- name: adopt_tasks_of_runs
+UPDATE tasks
+SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
+    fencing_token = fencing_token + 1
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND status IN ('queued', 'claimed') AND remote = 0
+RETURNING task_id, run_id, step_id, attempt, idempotency_key, payload, owner, fencing_token,
+    lease_expires_at, tenant, available_at;
+
+-- name: timers_of_runs
+SELECT timer_id, run_id, due_at, payload, tenant
+FROM timers
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY due_at, timer_id;
+
 -- name: run_statuses
 SELECT run_id, status FROM runs
 WHERE run_id IN (SELECT value FROM json_each(:run_ids));
