@@ -95,3 +95,16 @@ def test_drivers_drive_handed_off_runs_and_survive_a_kill(fleet: Fleet, fleet_db
     for driver in drivers:
         if driver is not victim:
             assert driver.stop() == 0
+
+
+def test_a_handed_off_run_no_driver_takes_is_driven_by_a_server(
+    fleet: Fleet, fleet_db: FleetDb
+) -> None:
+    server = fleet.server("server", "--hand-off", "--lease", "3")
+    source = chain_workflow(fleet_db.ledger)
+    started = time.monotonic()
+    [run_id] = start_runs([server], source, "/fleet/driven.toml", 1)
+    wait_until(lambda: run_statuses(fleet_db.db).get(run_id) == "succeeded", 60, "the run")
+    # Left to the drivers for DRIVERS_FIRST_S (5 s) first, then adopted by the server's poll.
+    assert time.monotonic() - started >= 5.0
+    assert effect_pids(fleet_db) == {server.pid}

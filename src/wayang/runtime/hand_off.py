@@ -34,6 +34,7 @@ from wayang.model.loader import parse_workflow
 from wayang.model.spec import Workflow
 from wayang.runtime.names import RunLostError
 from wayang.runtime.records import read_events
+from wayang.store.port import DRIVER_SUFFIX, HANDED_OFF, RunRecord
 
 if TYPE_CHECKING:
     from wayang.runtime.engine import Engine, _LiveRun
@@ -52,6 +53,13 @@ def can_hand_off(plan: RunPlan, started: ev.RunStarted, decision: Decision) -> b
         or plan.workflow.artifacts
         or any(isinstance(command, StartChildRun) for command in decision.commands)
     )
+
+
+def for_drivers(record: RunRecord) -> bool:
+    """Whether the run is the drivers': handed off to them, or driven by one. Engines adopting
+    orphans leave such runs to the drivers first (``Store.orphaned_runs``)."""
+    owner = record.owner or ""
+    return owner == HANDED_OFF or owner.endswith(DRIVER_SUFFIX)
 
 
 class HandOffs:

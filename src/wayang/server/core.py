@@ -33,6 +33,7 @@ from wayang.observe import EventLogger, Metrics, Tracing
 from wayang.policy import PolicyFiles
 from wayang.requirements import check_requirements
 from wayang.runtime.engine import Engine
+from wayang.runtime.hand_off import for_drivers
 from wayang.runtime.names import RunBusyError, RunNotFoundError
 from wayang.runtime.operations import (
     RunRequest,
@@ -165,6 +166,8 @@ class ServerCore:
             for record in self.store.list_runs(status=status, limit=10_000):
                 if record.run_id in engine.active_runs or not needs_adoption(record, now):
                     continue
+                if for_drivers(record):
+                    continue  # the drivers' first; the orphan poll takes it if they do not
                 with contextlib.suppress(RunBusyError, RunNotFoundError):
                     future = await engine.adopt(record.run_id, tenant=record.tenant)
                     self.metrics.lease_expired()
