@@ -44,10 +44,9 @@ plan() {
       for k in 1 2 4; do
         echo "wayang-pg-$w-workers$k $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS"
       done
-      # runs handed off to the workers (--drive); the bench's engine looks for their ends
-      # every 10 ms instead of 200 (it drives nothing, so that look is all it does)
+      # runs handed off to the workers, which drive them (--drive; runtime/hand_off.py)
       for k in 1 2 4; do
-        echo "wayang-pg-$w-drivers$k $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS --drive --engine-poll 0.01"
+        echo "wayang-pg-$w-drivers$k $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS --drive"
       done
     fi
     if want dbos; then  # as the peers' run_all.sh runs DBOS on postgres

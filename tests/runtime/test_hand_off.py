@@ -6,6 +6,7 @@ file and over PostgreSQL; the driver killed for real is in tests/fleet/test_driv
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -134,3 +135,26 @@ def test_a_driver_that_stops_hands_its_runs_back_to_the_drivers(app: App, tmp_pa
                 return (await asyncio.wait_for(done, 30)).status
 
     assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
+
+
+def test_on_postgresql_the_driver_wakes_the_engine_waiting_for_the_run(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    path = write_workflow(tmp_path, 'id = "quick"\n[steps.only]\nrun = "true"\n')
+    app = App(Settings(store=postgres_url, engine=FAST))
+    slow_poll = replace(HANDING_OFF, poll_every_s=30.0)  # it would not look again in time
+
+    async def scenario() -> tuple[RunStatus, float]:
+        async with app.engine(settings=slow_poll) as starter, driver(app, tmp_path):
+            await asyncio.sleep(0.1)  # past the starter's first look
+            began = time.monotonic()
+            _, done = await start(starter, path)
+            state = await asyncio.wait_for(done, 10)
+            return state.status, time.monotonic() - began
+
+    try:
+        status, took_s = asyncio.run(scenario())
+    finally:
+        app.close()
+    assert status is RunStatus.SUCCEEDED
+    assert took_s < 5.0

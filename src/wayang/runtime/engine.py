@@ -127,6 +127,8 @@ class _LiveRun:
     cwd: str
     done: asyncio.Future[RunState]
     handed_off: bool = False  # recorded for a driver; this engine only waits for its end
+    # Who waits for the run's end elsewhere (the engine that handed it off), woken by it.
+    waiter: str | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     lost: bool = False
@@ -285,13 +287,21 @@ class Engine:
             status=RunStatus.PENDING.value,
             created_at=now,
             updated_at=now,
-            spec={"version": started.workflow_version, "filename": started.filename},
+            spec=self._spec(started, handed_off=owner == HANDED_OFF),
             tenant=tenant,
             owner=owner,
             lease_expires_at=lease_expires_at,
         )
         self._carry_out(live, 0, RunStatus.PENDING, decision, create=record)
         return live.done
+
+    def _spec(self, started: ev.RunStarted, *, handed_off: bool) -> dict[str, Any]:
+        """The run's ``spec``; a handed-off run's names this engine, which its driver wakes
+        when the run ends (hand_off.py)."""
+        spec: dict[str, Any] = {"version": started.workflow_version, "filename": started.filename}
+        if handed_off:
+            spec["handed_off_by"] = self.owner
+        return spec
 
     def _track(
         self,
@@ -333,7 +343,7 @@ class Engine:
         if state.finished or state.started is None:
             return _resolved(state)
         await self._take_lease(record)
-        live = self._track_adopted(state, record.tenant)
+        live = self._track_adopted(state, record)
         await self._resume(live, cancel)
         return live.done
 
@@ -342,14 +352,16 @@ class Engine:
         state = fold(taken.record.run_id, read_events(taken.history))
         if state.finished or state.started is None:
             return
-        live = self._track_adopted(state, taken.record.tenant)
+        live = self._track_adopted(state, taken.record)
         await self._resume(live, None, taken)
 
-    def _track_adopted(self, state: RunState, tenant: str) -> _LiveRun:
+    def _track_adopted(self, state: RunState, record: RunRecord) -> _LiveRun:
         started = state.started
         assert started is not None
         plan = RunPlan.from_started(started, gate_for, self._definitions.parsed(started))
-        return self._track(plan, state, tenant, self.settings.work_in or started.cwd)
+        live = self._track(plan, state, record.tenant, self.settings.work_in or started.cwd)
+        live.waiter = record.spec.get("handed_off_by")
+        return live
 
     async def _take_lease(self, record: RunRecord) -> None:
         committer = self._require_committer()
@@ -502,6 +514,7 @@ class Engine:
             dead_letters=work.letters,
             answer_signals=work.answers,
             publish=work.publish,
+            wake=(completion_wakeup(live.waiter),) if live.waiter and live.state.finished else (),
         )
         self._require_committer().add(live, append, decision.events)
         if live.handed_off:
@@ -747,7 +760,7 @@ class Engine:
                     await self._waits.poll(list(self._runs.values()))
                 if self._runs:
                     await self._remote.poll(lapsed=full)
-                if full and self._hand_offs.waiting:
+                if self._hand_offs.waiting and (full or woken):
                     await self._hand_offs.watch()
                 if self.settings.drive:
                     await self._hand_offs.take()

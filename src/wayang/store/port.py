@@ -355,6 +355,7 @@ class Append:
     emit, published only if the events are. ``answer_signals`` answers signals of this run that
     are still pending, with the events recording what the engine made of them: a crash never
     leaves a vote counted in the history yet pending in the inbox, or the other way round.
+    ``wake`` names wake-ups (:class:`Wakeups`) to send once the commit is durable.
     """
 
     run_id: str
@@ -370,6 +371,7 @@ class Append:
     dead_letters: Sequence[DeadLetter] = ()
     answer_signals: Sequence[SignalAnswer] = ()
     publish: Sequence[NewTopicMessage] = ()
+    wake: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

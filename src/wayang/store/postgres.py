@@ -189,6 +189,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self._many(conn, "insert_task", (rows.task_params(t) for a in appends for t in a.tasks))
         queues = sorted({t.queue for a in appends for t in a.tasks if t.owner is None})
         self._notify(conn, map(task_wakeup, queues))
+        self._notify(conn, sorted({kind for append in appends for kind in append.wake}))
         for append in appends:
             if append.timers or append.cancel_timers:
                 self._apply_timers(conn, append)
