@@ -18,7 +18,7 @@ from typing import Any
 from wayang.engine.events import RunStarted
 from wayang.engine.gate import AllowAll, PolicyGate
 from wayang.model.graph import Edge, StepGraph
-from wayang.model.loader import parse_workflow
+from wayang.model.loader import parse_pinned
 from wayang.model.plan import Plan, PlannedStep, RetryPolicy, plan_workflow
 from wayang.model.spec import EventStep, StepEmit, Workflow
 from wayang.model.validate import build_graph
@@ -102,7 +102,7 @@ class RunPlan:
     ) -> RunPlan:
         """Rebuild from the definition text pinned in the history (recovery, replay);
         ``workflow``: that text parsed already (it is, for every run of one definition)."""
-        parsed = workflow or parse_workflow(started.source, started.filename)
+        parsed = workflow or parse_pinned(started.source, started.filename)
         return cls.build(parsed, started, gates)
 
     def max_visits(self, step_id: str) -> int:

@@ -57,6 +57,17 @@ def parse_workflow(data: bytes | str, filename: str = "workflow.toml") -> Workfl
     return workflow
 
 
+def parse_pinned(data: bytes | str, filename: str = "workflow.toml") -> Workflow:
+    """Parse a definition pinned in a run's history: it passed :func:`parse_workflow` when the
+    run started, so only its shape is validated again, not the checks (faster, and a release
+    with stricter checks still carries on the runs an older one accepted)."""
+    source = _decode(data, filename)
+    workflow = _validate_shape(_parse_toml(source), source)
+    if source.diagnostics or workflow is None:
+        raise DefinitionError(_sorted(source.diagnostics))
+    return workflow
+
+
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     unique = dict.fromkeys(diagnostics)
     return sorted(unique, key=lambda d: (d.line, d.column, d.message))

@@ -30,7 +30,7 @@ from wayang.engine import events as ev
 from wayang.engine.messages import Decision, StartChildRun
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunStatus, fold
-from wayang.model.loader import parse_workflow
+from wayang.model.loader import parse_pinned
 from wayang.model.spec import Workflow
 from wayang.runtime.names import RunLostError
 from wayang.runtime.records import read_events
@@ -159,7 +159,7 @@ class Definitions:
         key = (started.source, started.filename)
         found = self._parsed.get(key)
         if found is None:
-            found = parse_workflow(started.source, started.filename)
+            found = parse_pinned(started.source, started.filename)
             if len(self._parsed) >= self._keep:
                 self._parsed.pop(next(iter(self._parsed)))  # the oldest
             self._parsed[key] = found
