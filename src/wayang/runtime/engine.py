@@ -763,7 +763,7 @@ class Engine:
                 if self._hand_offs.waiting and (full or woken):
                     await self._hand_offs.watch()
                 if self.settings.drive:
-                    await self._hand_offs.take()
+                    await self._hand_offs.look(woken)
                 if full and self.settings.adopt_orphans:
                     await self._adopt_orphans()
             if full:

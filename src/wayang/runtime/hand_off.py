@@ -16,14 +16,16 @@ adopt orphans leave both to the drivers for :data:`~wayang.store.port.DRIVERS_FI
 then drive them themselves: a run nobody takes is not stranded.
 
 The history of a handed-off run is the one its starting engine would have written, so replay and
-every reader see no difference. Who waits for the run at the starting engine is answered when
-the store says it ended (:meth:`HandOffs.watch`, at each full poll).
+every reader see no difference. The run's ``spec`` names the starting engine (``handed_off_by``):
+its driver wakes that engine when the run ends (PostgreSQL), which then reads the run's end
+(:meth:`HandOffs.watch`; at each full poll too, wake-ups being hints).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from wayang.engine import events as ev
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wayang.engine")
 
 DEFINITIONS_KEPT = 64
+LOOK_EVERY_S = 1.0
+"""How often an idle driver looks for runs unasked: a hand-off wakes it at once on PostgreSQL;
+runs given back by a stopping driver, or left by a dead one, wait for this look."""
 _ENDED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
@@ -70,6 +75,7 @@ class HandOffs:
         self._waiting: dict[str, _LiveRun] = {}
         self._taking = asyncio.Lock()
         self._again = False
+        self._looked = 0.0
         self._turns: set[asyncio.Task[None]] = set()
 
     def handed_off(self, live: _LiveRun) -> None:
@@ -97,6 +103,12 @@ class HandOffs:
             if live is not None and not live.done.done():
                 live.done.set_result(fold(run_id, history))
 
+    async def look(self, woken: bool) -> None:
+        """The engine's poll: take runs if woken (a run may have been handed off), or if the
+        last look is :data:`LOOK_EVERY_S` old."""
+        if woken or time.monotonic() - self._looked >= LOOK_EVERY_S:
+            await self.take()
+
     async def take(self) -> None:
         """A driver's turn: lease runs waiting for a driver, as many as it has room for
         (``drive_runs``), and drive them. Asked again during a turn, it takes another after."""
@@ -111,6 +123,7 @@ class HandOffs:
 
     async def _take_some(self) -> None:
         engine = self.engine
+        self._looked = time.monotonic()
         room = engine.settings.drive_runs - len(engine._runs)
         if room <= 0:
             return
