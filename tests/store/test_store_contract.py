@@ -134,6 +134,26 @@ def test_create_run_twice_is_a_conflict(store: ContractStore) -> None:
     assert len(store.load_history("r1")) == 1
 
 
+def test_one_commit_creates_several_runs_and_refuses_them_all_if_one_exists(
+    store: ContractStore,
+) -> None:
+    def creating(run_id: str, owner: str | None = None) -> Append:
+        run = RunRecord(run_id, "wf", "pending", T0, T0, spec={"n": run_id}, owner=owner)
+        return Append(run_id, 0, [event("run_started")], create=run)
+
+    store.commit([creating("b", owner="e1"), creating("a"), creating("c")], T0)
+    found = {r: store.get_run(r) for r in ("a", "b", "c")}
+    assert {r: (run.owner, run.spec, run.version) for r, run in found.items() if run} == {
+        "a": (None, {"n": "a"}, 1),
+        "b": ("e1", {"n": "b"}, 1),
+        "c": (None, {"n": "c"}, 1),
+    }
+    with pytest.raises(ConcurrencyError, match="run b already exists") as caught:
+        store.commit([creating("d"), creating("b")], T0)
+    assert caught.value.run_id == "b"
+    assert store.get_run("d") is None  # the whole group rolled back
+
+
 def test_create_run_first_append_must_expect_version_zero(store: ContractStore) -> None:
     run = RunRecord("r1", "wf", "running", T0, T0)
     with pytest.raises(StoreError, match="version 0"):

@@ -54,6 +54,7 @@ from wayang.store.port import (
     LogLine,
     NewSignal,
     NewTopicMessage,
+    RunRecord,
     StoreError,
     runs_wakeup,
     task_wakeup,
@@ -180,8 +181,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         # the tasks the group finishes are locked in id order, so two groups touching the same
         # runs or tasks wait for each other instead of deadlocking.
         creates = sorted((a for a in appends if a.create is not None), key=lambda a: a.run_id)
-        for append in creates:
-            self._insert_run(conn, append)
+        self._insert_runs(conn, creates)
         if any(a.create is not None and a.create.owner == HANDED_OFF for a in creates):
             self._notify(conn, [runs_wakeup()])
         moves = sorted(rows.by_run(appends), key=_by_key)
@@ -222,7 +222,33 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         for name, params in batches.items():
             self._many(conn, name, params)
 
-    def _insert_run(self, conn: Connection, append: Append) -> None:
+    def _insert_runs(self, conn: Connection, creates: Sequence[Append]) -> None:
+        """The rows of the runs ``creates`` create: one statement for one run, one for many."""
+        runs = [self._run_created(append) for append in creates]
+        if len(runs) == 1:
+            if conn.execute(self._sql["insert_run"], rows.run_params(runs[0])).rowcount != 1:
+                raise ConcurrencyError(f"run {runs[0].run_id} already exists", runs[0].run_id)
+            return
+        if not runs:
+            return
+        params = {
+            "run_ids": [run.run_id for run in runs],
+            "tenants": [run.tenant for run in runs],
+            "workflow_ids": [run.workflow_id for run in runs],
+            "statuses": [run.status for run in runs],
+            "specs": [rows.to_json(run.spec) for run in runs],
+            "created_ats": [run.created_at for run in runs],
+            "updated_ats": [run.updated_at for run in runs],
+            "owners": [run.owner for run in runs],
+            "lease_expires_ats": [run.lease_expires_at for run in runs],
+        }
+        made = {str(row[0]) for row in conn.execute(self._sql["insert_runs"], params)}
+        for run in runs:
+            if run.run_id not in made:
+                raise ConcurrencyError(f"run {run.run_id} already exists", run.run_id)
+
+    @staticmethod
+    def _run_created(append: Append) -> RunRecord:
         run = append.create
         assert run is not None
         if append.run_id != run.run_id or append.expected_version != 0:
@@ -230,8 +256,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
                 f"an append creating run {run.run_id} must be for that run and expect "
                 f"version 0, not {append.run_id} at {append.expected_version}"
             )
-        if conn.execute(self._sql["insert_run"], rows.run_params(run)).rowcount != 1:
-            raise ConcurrencyError(f"run {run.run_id} already exists", run.run_id)
+        return run
 
     def _apply_timers(self, conn: Connection, append: Append) -> None:
         # Cancel before insert, so one append may cancel and re-arm the same timer id.

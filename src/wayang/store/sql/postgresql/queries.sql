@@ -55,6 +55,25 @@ VALUES (
 )
 ON CONFLICT (run_id) DO NOTHING;
 
+-- Several runs created by one group commit, in one statement; a run missing from the answer
+-- existed already.
+-- name: insert_runs
+INSERT INTO runs (
+    run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
+    lease_expires_at
+)
+SELECT n.run_id, n.tenant, n.workflow_id, n.status, 0, n.spec, n.created_at, n.updated_at,
+    n.owner, n.lease_expires_at
+FROM unnest(
+    :run_ids::text[], :tenants::text[], :workflow_ids::text[], :statuses::text[],
+    :specs::text[], :created_ats::float8[], :updated_ats::float8[], :owners::text[],
+    :lease_expires_ats::float8[]
+) AS n (
+    run_id, tenant, workflow_id, status, spec, created_at, updated_at, owner, lease_expires_at
+)
+ON CONFLICT (run_id) DO NOTHING
+RETURNING run_id;
+
 -- Checks the expected version and moves it on in one statement; no row back means a conflict.
 -- The row lock it takes lasts until commit, so a run's events commit in seq order.
 -- name: advance_run
