@@ -443,6 +443,19 @@ def test_run_statuses_reads_several_runs_at_once(store: ContractStore) -> None:
     assert store.run_statuses([]) == {}
 
 
+def test_load_histories_reads_several_runs_histories_at_once(store: ContractStore) -> None:
+    new_run(store, "a")
+    new_run(store, "b")
+    store.commit([Append("b", 1, [event("next", n=2)])], T0 + 1)
+    found = store.load_histories(["b", "a", "ghost"])
+    assert {r: [(e.seq, e.type) for e in h] for r, h in found.items()} == {
+        "a": [(1, "run_started")],
+        "b": [(1, "run_started"), (2, "next")],
+    }
+    assert found["b"] == store.load_history("b")
+    assert store.load_histories([]) == {}
+
+
 # ------------------------------------------------------------------------------ claim
 
 

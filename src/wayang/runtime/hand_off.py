@@ -95,13 +95,12 @@ class HandOffs:
         engine = self.engine
         call = engine._require_committer().call
         statuses = await call(engine.store.run_statuses, sorted(self._waiting))
-        for run_id, status in statuses.items():
-            if status not in _ENDED:
-                continue
-            history = read_events(await call(engine.store.load_history, run_id))
+        ended = sorted(run_id for run_id, status in statuses.items() if status in _ENDED)
+        histories = await call(engine.store.load_histories, ended) if ended else {}
+        for run_id, history in histories.items():
             live = self._waiting.pop(run_id, None)
             if live is not None and not live.done.done():
-                live.done.set_result(fold(run_id, history))
+                live.done.set_result(fold(run_id, read_events(history)))
 
     async def look(self, woken: bool) -> None:
         """The engine's poll: take runs if woken (a run may have been handed off), or if the

@@ -213,6 +213,13 @@ class SharedStatements:
             for record in records
         ]
 
+    def load_histories(self, run_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        """The histories of ``run_ids`` in one read (unknown runs are left out)."""
+        if not run_ids:
+            return {}
+        found = self._rows("histories_of_runs", {"run_ids": self._text_array(list(run_ids))})
+        return _by_run(map(rows.read_event, found))
+
     def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
         """The status of each of ``run_ids`` in the store (unknown ones are left out)."""
         if not run_ids:
