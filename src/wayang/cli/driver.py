@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import time
@@ -50,6 +51,15 @@ def open_app() -> Iterator[App]:
         yield app
     finally:
         app.close()
+
+
+def freeze_startup_heap() -> None:
+    """Before a long-lived process (a server, a worker) starts its work: collect, then move
+    what start-up made (modules, schemas, the store) out of the garbage collector's sight. It
+    lives as long as the process, yet every full collection walked it again; an engine
+    starting 1,000 runs ran 12-18% faster without (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from wayang.app import App
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import STORE_KEY, json_text, open_app
+from wayang.cli.driver import STORE_KEY, freeze_startup_heap, json_text, open_app
 from wayang.cli.run_render import print_rows
 from wayang.client import ApiError, Client, HttpWorkerLink
 from wayang.errors import UsageError
@@ -210,6 +210,7 @@ def _serve(
         f"{', '.join(settings.queues)}, offers {', '.join(sorted(settings.offers()))}{drives}",
         soft_wrap=True,
     )
+    freeze_startup_heap()
     asyncio.run(_work(runner, over_http, driver))
     counts = runner.counts
     cli.err.print(
