@@ -108,3 +108,29 @@ def test_a_handed_off_run_no_driver_takes_is_driven_by_a_server(
     # Left to the drivers for DRIVERS_FIRST_S (5 s) first, then adopted by the server's poll.
     assert time.monotonic() - started >= 5.0
     assert effect_pids(fleet_db) == {server.pid}
+
+
+def test_a_driver_stopped_with_sigterm_finishes_its_steps_and_hands_the_runs_back(
+    fleet: Fleet, fleet_db: FleetDb
+) -> None:
+    server = fleet.server("server", "--hand-off", "--lease", "3")
+    stopping = fleet.worker("stopping", "--drive", "--lease", "2", "--grace", "10")
+    books = fleet_db.ledger
+    linger = f'inputs = {{ ledger = "{books}", linger_ms = 1500 }}'
+    one = f'uses = "python:fleet_steps:record_and_linger"\n{linger}'
+    two = f'uses = "python:fleet_steps:record"\ninputs = {{ ledger = "{books}" }}'
+    source = f'id = "stopped"\n[steps.one]\n{one}\n[steps.two]\nneeds = ["one"]\n{two}\n'
+    [run_id] = start_runs([server], source, "/fleet/stopped.toml", 1)
+
+    def executing() -> bool:
+        row = fleet_db.books.execute("SELECT count(*) FROM fleet_executions").fetchone()
+        return bool(row and row[0] >= 1)
+
+    wait_until(executing, 60, "step one's effect")
+    assert stopping.stop(timeout=30) == 0  # SIGTERM: step one lingers on, within --grace
+    record = fleet_db.db.execute("SELECT owner FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert record is not None and record[0] == "hand-off"  # given back to the drivers
+    fleet.worker("next", "--drive", "--lease", "2")
+    wait_until(lambda: run_statuses(fleet_db.db).get(run_id) == "succeeded", 60, "the run")
+    ledger = read_ledger(fleet_db.books)
+    assert (ledger.effects, ledger.executions) == (2, 2)  # step one was not run again

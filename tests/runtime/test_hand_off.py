@@ -158,3 +158,33 @@ def test_on_postgresql_the_driver_wakes_the_engine_waiting_for_the_run(
         app.close()
     assert status is RunStatus.SUCCEEDED
     assert took_s < 5.0
+
+
+def test_a_draining_driver_lets_running_steps_finish_and_hands_back_the_rest(
+    app: App, tmp_path: Path
+) -> None:
+    flow = (
+        'id = "drained"\n[steps.nap]\nrun = "sleep 0.4; echo once >> naps.txt"\n'
+        '[steps.after]\nneeds = ["nap"]\nrun = "echo after >> naps.txt"\n'
+    )
+    path = write_workflow(tmp_path, flow)
+
+    async def scenario() -> tuple[RunStatus, str | None]:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            run_id, done = await start(starter, path)
+            await starter.flush()
+            async with driver(app, tmp_path) as first:
+                await asyncio.sleep(0.2)  # into the nap
+                assert first.active_runs == [run_id]
+                await first.drain(5.0)
+                # The nap finished and was recorded; the step after it was not started.
+                assert (tmp_path / "naps.txt").read_text() == "once\n"
+            record = app.store.get_run(run_id)
+            handed_back = record.owner if record else None
+            async with driver(app, tmp_path):
+                return (await asyncio.wait_for(done, 30)).status, handed_back
+
+    status, handed_back = asyncio.run(scenario())
+    assert status is RunStatus.SUCCEEDED
+    assert handed_back == HANDED_OFF
+    assert (tmp_path / "naps.txt").read_text() == "once\nafter\n"  # the nap ran once

@@ -263,7 +263,19 @@ async def _work(
         await runner.run(stop)
         return
     async with driver:  # on leaving, its runs go back to the drivers
-        await runner.run(stop)
+        drained = asyncio.create_task(_drain_on(stop, driver, runner.settings.drain_s))
+        try:
+            await runner.run(stop)
+            await drained
+        finally:
+            drained.cancel()
+
+
+async def _drain_on(stop: asyncio.Event, driver: Engine, grace_s: float) -> None:
+    """On SIGTERM, the driver's running steps get the worker's --grace to finish, as its
+    tasks do; the runs then go back to the drivers with what they recorded."""
+    await stop.wait()
+    await driver.drain(grace_s)
 
 
 @contextlib.contextmanager

@@ -191,6 +191,7 @@ class Engine:
         self._background: list[asyncio.Task[None]] = []
         self._stopping: set[asyncio.Task[None]] = set()  # tasks of dropped runs, ending
         self._closing = False
+        self._draining = False  # starts no more tasks (drain)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -245,6 +246,17 @@ class Engine:
             with contextlib.suppress(Exception):
                 await committer.call(self.store.release_run, live.run_id, self.owner)
         committer.shutdown()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Before :meth:`close`: start no more tasks or runs, and let the tasks running here
+        finish for up to ``timeout_s`` seconds, their results recorded. What they would start
+        next is left to whoever adopts the run (a driver stopping: hand_off.py)."""
+        self._draining = True
+        running = [task for live in self._runs.values() for task in live.tasks.values()]
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        with contextlib.suppress(Exception):  # the store away: close() hands back what it can
+            await self._require_committer().flush()
 
     def _require_committer(self) -> Committer:
         if self._committer is None:
@@ -607,6 +619,8 @@ class Engine:
     def _start_task(self, live: _LiveRun, command: DispatchTask) -> None:
         if command.task_id in live.tasks:
             return  # already running here (a decision repeated after a conflict)
+        if self._draining:
+            return  # its row is this engine's: whoever adopts the run next runs it
         task = asyncio.get_running_loop().create_task(self._execute(live, command))
         live.tasks[command.task_id] = task
 

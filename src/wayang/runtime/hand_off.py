@@ -124,7 +124,7 @@ class HandOffs:
         engine = self.engine
         self._looked = time.monotonic()
         room = engine.settings.drive_runs - len(engine._runs)
-        if room <= 0:
+        if room <= 0 or engine._draining:
             return
         call = engine._require_committer().call
         lease_s = engine.settings.lease_s
