@@ -374,6 +374,9 @@ class Client:
     def append_task_logs(self, logs: wire.TaskLogs) -> wire.LogsAppended:
         return self._post(wire.LogsAppended, "/tasks/logs", logs)
 
+    def complete_tasks(self, batch: wire.CompleteTasks) -> wire.TasksCompleted:
+        return self._post(wire.TasksCompleted, "/tasks/complete-batch", batch)
+
     def queue_limits(self) -> wire.QueueLimits:
         return self._get(wire.QueueLimits, "/queues/limits")
 
@@ -511,12 +514,11 @@ class HttpWorkerLink:
         *,
         then_claim: ClaimRequest | None = None,
     ) -> Reported:
-        """The output first, then each result on its own request (the API records one result
-        per request, fenced and answered once per token), then the claim."""
-        self.append_logs(logs)
-        counted = [
-            self.complete(done.task_id, done.fencing_token, done.result, now) for done in results
-        ]
+        """The results and their output in one request (one transaction on the server),
+        then the claim."""
+        counted = self._complete_batch(results, logs) if results else []
+        if not results:
+            self.append_logs(logs)
         claimed: list[ClaimedTask] = []
         if then_claim is not None and self.refused is None:
             claimed = self.claim(
@@ -531,20 +533,36 @@ class HttpWorkerLink:
             )
         return Reported(counted, claimed)
 
+    def _complete_batch(
+        self, results: Sequence[FencedResult], logs: Sequence[LogLine]
+    ) -> list[bool]:
+        """Whether each result counted; all False when the batch was dropped."""
+        views = _line_views(logs)
+        if len(views) > wire.MAX_LOG_LINES:  # more output than a request takes: on its own
+            self.append_logs(logs)
+            views = []
+        body = wire.CompleteTasks(
+            results=[
+                wire.CompleteTask(
+                    task_id=done.task_id, fencing_token=done.fencing_token, result=done.result
+                )
+                for done in results
+            ],
+            output=views,
+            request_id=uuid.uuid4().hex,
+        )
+        found = self._result(self._send_batch, body, f"{len(results)} result(s)")
+        if found is None:
+            return [False] * len(results)
+        return [answer.counted for answer in found.completed]
+
+    def _send_batch(self, body: wire.CompleteTasks) -> wire.TasksCompleted:
+        return self._repeating(self.client.complete_tasks, body)
+
     def append_logs(self, lines: Sequence[LogLine]) -> None:
         if not lines:
             return
-        views = [
-            wire.TaskLogLine(
-                run_id=line.run_id,
-                step_id=line.step_id,
-                attempt=line.attempt,
-                stream=line.stream,
-                line=line.line,
-                at=datetime.fromtimestamp(line.at, UTC),
-            )
-            for line in lines
-        ]
+        views = _line_views(lines)
         body = wire.TaskLogs(lines=views, request_id=_digest(views))
         self._result(self._append, body, "output")
 
@@ -610,6 +628,20 @@ class HttpWorkerLink:
                     raise
                 time.sleep(pause)
         return fn(body)
+
+
+def _line_views(lines: Sequence[LogLine]) -> list[wire.TaskLogLine]:
+    return [
+        wire.TaskLogLine(
+            run_id=line.run_id,
+            step_id=line.step_id,
+            attempt=line.attempt,
+            stream=line.stream,
+            line=line.line,
+            at=datetime.fromtimestamp(line.at, UTC),
+        )
+        for line in lines
+    ]
 
 
 PASSING = frozenset({408, 425, 429})

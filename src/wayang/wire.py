@@ -423,6 +423,7 @@ class Replayed(Reply):
 
 MAX_LEASE_S = 3600.0
 MAX_LOG_LINES = 10_000
+MAX_BATCH_RESULTS = 4096  # a worker's most slots
 
 
 class WorkerHello(Ask):
@@ -531,6 +532,22 @@ class TaskLogs(Ask):
 
 class LogsAppended(Reply):
     appended: int
+
+
+class CompleteTasks(Ask):
+    """Several results, and the output of their tasks, recorded in one transaction: each
+    result as :class:`CompleteTask` would record it. ``request_id``: a repeat with the same id
+    (its answer was lost) gets the first answer."""
+
+    results: list[CompleteTask] = Field(min_length=1, max_length=MAX_BATCH_RESULTS)
+    output: list[TaskLogLine] = Field(default_factory=list, max_length=MAX_LOG_LINES)
+    request_id: str = Field(min_length=1, max_length=200)
+
+
+class TasksCompleted(Reply):
+    """Whether each result counted, in the order sent."""
+
+    completed: list[TaskCompleted]
 
 
 class QueueLimit(Reply):

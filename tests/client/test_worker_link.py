@@ -88,16 +88,16 @@ def test_a_result_the_server_cannot_take_is_dropped_and_the_worker_goes_on() -> 
     assert (link.refused, heard) == (None, [])
 
 
-def test_a_batch_of_results_goes_as_its_output_then_each_result_then_the_claim() -> None:
+def test_a_batch_of_results_goes_with_its_output_in_one_request_then_the_claim() -> None:
     claimed = {
         "task_id": "t/3", "run_id": "r", "step_id": "c", "attempt": 1, "idempotency_key": "k",
         "payload": {}, "fencing_token": 1, "lease_expires_at": "2026-11-21T00:00:00+00:00",
         "tenant": "default",
     }  # fmt: skip
+    answers = [{"task_id": "t/1", "counted": True}, {"task_id": "t/2", "counted": False}]
     server = Server(
-        httpx.Response(200, json={"appended": 1}),
-        httpx.Response(200, json={"task_id": "t/1", "counted": True}),
-        httpx.Response(200, json={"task_id": "t/2", "counted": False}),
+        problem(503, "server-stopping"),  # lost: repeated under the same request id
+        httpx.Response(200, json={"completed": answers}),
         httpx.Response(200, json={"tasks": [claimed]}),
     )
     link, _ = link_to(server)
@@ -111,7 +111,20 @@ def test_a_batch_of_results_goes_as_its_output_then_each_result_then_the_claim()
     assert reported.counted == [True, False]
     assert [(t.task_id, t.owner, t.fencing_token) for t in reported.claimed] == [("t/3", "w1", 1)]
     paths = [path for path, _ in server.sent]
-    assert paths == ["/api/v1/tasks/logs", "/api/v1/tasks/complete", "/api/v1/tasks/complete",
-                     "/api/v1/tasks/claim"]  # fmt: skip
-    assert server.sent[2][1]["fencing_token"] == 4
-    assert (server.sent[3][1]["queue"], server.sent[3][1]["limit"]) == ("gpu", 2)
+    assert paths == ["/api/v1/tasks/complete-batch"] * 2 + ["/api/v1/tasks/claim"]
+    first, again = server.sent[0][1], server.sent[1][1]
+    assert first == again and first["request_id"]
+    assert [(r["task_id"], r["fencing_token"]) for r in first["results"]] == [
+        ("t/1", 1),
+        ("t/2", 4),
+    ]
+    assert [line["line"] for line in first["output"]] == ["hello"]
+    assert (server.sent[2][1]["queue"], server.sent[2][1]["limit"]) == ("gpu", 2)
+
+
+def test_a_batch_the_server_cannot_take_is_dropped_and_counts_nothing() -> None:
+    server = Server(problem(422, "invalid-request"))
+    link, heard = link_to(server)
+    results = [FencedResult("t/1", 1, {"status": "succeeded"})]
+    assert link.complete_many(results, time.time()).counted == [False]
+    assert (link.refused, heard) == (None, [])

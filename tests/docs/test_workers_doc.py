@@ -22,6 +22,8 @@ MODELS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("fencing_token", wire.CompleteTask),
     ("lines", wire.TaskLogs),
     ("tasks", wire.ClaimedTasks),
+    ("output", wire.CompleteTasks),
+    ("completed", wire.TasksCompleted),
 )
 
 

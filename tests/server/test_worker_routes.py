@@ -161,6 +161,63 @@ def test_a_worker_over_http_claims_a_gpu_task_and_a_late_result_is_refused(
     serve(tmp_path, body)
 
 
+TWO_GPU = """
+id = "gpus"
+version = "1.0.0"
+[steps.left]
+run = "echo left"
+runs_on = { capabilities = ["gpu"] }
+[steps.right]
+run = "echo right"
+runs_on = { capabilities = ["gpu"] }
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_of_results_and_their_output_is_recorded_once_in_one_request(
+    tmp_path: Path,
+) -> None:
+    async def body(client: httpx.AsyncClient, core: ServerCore) -> None:
+        await client.post("/api/v1/workers/register", json=hello("w1"))
+        run_id = (await client.post("/api/v1/runs", json={"source": TWO_GPU})).json()["run_id"]
+
+        async def both() -> list[dict[str, Any]]:
+            answer = await client.post("/api/v1/tasks/claim", json=claim("w1", 30))
+            tasks: list[dict[str, Any]] = answer.json()["tasks"]
+            return tasks if len(tasks) == 2 else []
+
+        tasks = await until(both)
+        line = {"run_id": run_id, "step_id": tasks[0]["step_id"], "attempt": 1,
+                "stream": "stdout", "line": "batched", "at": "2026-11-21T08:54:14.123+00:00"}  # fmt: skip
+        results = [
+            {
+                "task_id": task["task_id"],
+                "fencing_token": task["fencing_token"],
+                "result": succeeded(task),
+            }
+            for task in tasks
+        ]
+        results[1]["fencing_token"] -= 1  # stale: not counted
+        batch = {"results": results, "output": [line], "request_id": "b-1"}
+        for _ in range(2):  # a repeat (its answer lost) gets the first answer, does nothing
+            answer = await client.post("/api/v1/tasks/complete-batch", json=batch)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {
+                "completed": [
+                    {"task_id": tasks[0]["task_id"], "counted": True},
+                    {"task_id": tasks[1]["task_id"], "counted": False},
+                ]
+            }
+        logs = (await client.get(f"/api/v1/runs/{run_id}/logs")).json()["items"]
+        assert [item["line"] for item in logs] == ["batched"]
+        empty = await client.post(
+            "/api/v1/tasks/complete-batch", json={"results": [], "request_id": "b-2"}
+        )
+        assert empty.status_code == 422, empty.text
+
+    serve(tmp_path, body)
+
+
 @pytest.mark.timeout(60)
 def test_the_server_applies_the_queue_limits_and_rejects_bad_worker_requests(
     tmp_path: Path,

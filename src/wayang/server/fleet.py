@@ -11,7 +11,8 @@ are the store's (``wayang queues limit``), read at most once a second: a claim's
 ``max_running`` may tighten them, never loosen them.
 
 A worker repeats a request whose answer it did not get (a timeout, a dropped connection). A
-claim and a batch of log lines carry a ``request_id``, a result its task's fencing token: a
+claim, a batch of results and a batch of log lines carry a ``request_id``, a result its task's
+fencing token: a
 repeat of one in flight, or answered within the last minute, gets the first answer instead of
 claiming again (tasks leased to a worker that never learnt of them), appending the lines twice
 or being refused as a duplicate.
@@ -40,7 +41,14 @@ from wayang.runtime.queues import (
     run_queues,
 )
 from wayang.server.views import iso
-from wayang.store.port import ClaimedTask, LogLine, Store, WorkerBeat, WorkerRecord
+from wayang.store.port import (
+    ClaimedTask,
+    FencedResult,
+    LogLine,
+    Store,
+    WorkerBeat,
+    WorkerRecord,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("wayang.server")
@@ -98,6 +106,7 @@ class Fleet:
         self._claims: Remembered[list[ClaimedTask]] = Remembered()
         self._logs: Remembered[int] = Remembered()
         self._results: Remembered[bool] = Remembered()
+        self._batches: Remembered[list[bool]] = Remembered()
         self._gauges = threading.Lock()
 
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -188,13 +197,25 @@ class Fleet:
         )
         return wire.TaskCompleted(task_id=ask.task_id, counted=counted)
 
+    async def complete_batch(self, ask: wire.CompleteTasks) -> wire.TasksCompleted:
+        """Record several results and their output in one transaction."""
+        results = [FencedResult(r.task_id, r.fencing_token, r.result) for r in ask.results]
+        lines = _log_lines(ask.output)
+
+        async def record() -> list[bool]:
+            reported = await self._store(self.store.complete_many, results, self._clock(), lines)
+            return list(reported.counted)
+
+        counted = await self._batches.once(ask.request_id, record)
+        return wire.TasksCompleted(
+            completed=[
+                wire.TaskCompleted(task_id=result.task_id, counted=was)
+                for result, was in zip(ask.results, counted, strict=True)
+            ]
+        )
+
     async def append_logs(self, ask: wire.TaskLogs) -> wire.LogsAppended:
-        lines = [
-            LogLine(
-                line.run_id, line.step_id, line.attempt, line.stream, line.line, line.at.timestamp()
-            )
-            for line in ask.lines
-        ]
+        lines = _log_lines(ask.lines)
 
         async def append() -> int:
             await self._store(self.store.append_logs, lines)
@@ -231,6 +252,15 @@ class Fleet:
         with self._gauges:
             metrics.set_task_queues(levels)
             metrics.set_workers(by_state)
+
+
+def _log_lines(lines: list[wire.TaskLogLine]) -> list[LogLine]:
+    return [
+        LogLine(
+            line.run_id, line.step_id, line.attempt, line.stream, line.line, line.at.timestamp()
+        )
+        for line in lines
+    ]
 
 
 def _tighter(limit: int | None, asked: int | None) -> int | None:

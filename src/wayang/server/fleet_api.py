@@ -52,6 +52,16 @@ def fleet_routes() -> APIRouter:
         whether it was (a stale token is not an error: the result is dropped)."""
         return await fleet.complete(body)
 
+    @r.post(
+        "/tasks/complete-batch",
+        response_model=wire.TasksCompleted,
+        **guard("tasks", "complete"),
+    )
+    async def complete_batch(body: wire.CompleteTasks, fleet: FleetDep) -> wire.TasksCompleted:
+        """Record several results, each as ``/tasks/complete`` would, and the output of their
+        tasks, in one transaction; ``completed`` answers for each result in order."""
+        return await fleet.complete_batch(body)
+
     @r.post("/tasks/logs", response_model=wire.LogsAppended, **guard("tasks", "log"))
     async def logs(body: wire.TaskLogs, fleet: FleetDep) -> wire.LogsAppended:
         """Append lines of the output of tasks the worker runs."""
