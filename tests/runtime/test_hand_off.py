@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus
 from wayang.runtime.engine import Engine
 from wayang.runtime.records import read_events
-from wayang.store.port import HANDED_OFF
+from wayang.store.port import HANDED_OFF, StoreUnavailableError
 
 HANDING_OFF = replace(FAST, hand_off=True)
 CHAIN = """
@@ -188,3 +189,29 @@ def test_a_draining_driver_lets_running_steps_finish_and_hands_back_the_rest(
     assert status is RunStatus.SUCCEEDED
     assert handed_back == HANDED_OFF
     assert (tmp_path / "naps.txt").read_text() == "once\nafter\n"  # the nap ran once
+
+
+def test_a_run_a_driver_cannot_take_up_goes_back_to_the_drivers(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_workflow(tmp_path, CHAIN)
+    failing = {"left": 1}
+    resume = Engine._resume
+
+    async def resume_failing_once(self: Engine, *args: Any) -> None:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise StoreUnavailableError("the store went away")
+        await resume(self, *args)
+
+    monkeypatch.setattr(Engine, "_resume", resume_failing_once)
+
+    async def scenario() -> RunStatus:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            _, done = await start(starter, path)
+            await starter.flush()
+            async with driver(app, tmp_path):  # fails once, lets go, takes it again
+                return (await asyncio.wait_for(done, 30)).status
+
+    assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
+    assert failing == {"left": 0}

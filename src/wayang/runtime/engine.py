@@ -360,12 +360,21 @@ class Engine:
         return live.done
 
     async def drive(self, taken: TakenRun) -> None:
-        """Drive a run this driver took, from what was read with it (runtime/hand_off.py)."""
+        """Drive a run this driver took, from what was read with it (runtime/hand_off.py).
+        A run it cannot take up is let go: its lease is released (the run goes back to the
+        drivers) rather than renewed with nobody driving it."""
         state = fold(taken.record.run_id, read_events(taken.history))
         if state.finished or state.started is None:
             return
         live = self._track_adopted(state, taken.record)
-        await self._resume(live, None, taken)
+        try:
+            await self._resume(live, None, taken)
+        except Exception as exc:  # the store away mid-way, or a bug: another driver tries
+            log.warning(
+                "could not take up run %s (%s); it goes back to the drivers", live.run_id, exc
+            )
+            self._drop(live, None)
+            self._lost_runs.let_go(live.run_id)
 
     def _track_adopted(self, state: RunState, record: RunRecord) -> _LiveRun:
         started = state.started

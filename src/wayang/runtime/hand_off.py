@@ -131,7 +131,7 @@ class HandOffs:
         taken = await call(
             engine.store.take_handed_off, engine.owner, engine._clock(), lease_s, room
         )
-        for run in taken:
+        for run in taken:  # each driven, or let go: none stays leased here undriven
             await engine.drive(run)
             log.debug("driving run %s", run.record.run_id)
 

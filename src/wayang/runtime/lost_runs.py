@@ -48,6 +48,10 @@ class LostRuns:
         self._taking.add(task)
         task.add_done_callback(self._taking.discard)
 
+    def let_go(self, run_id: str) -> None:
+        """Release ``run_id``'s lease at the next round (the engine could not drive it)."""
+        self._to_release.add(run_id)
+
     async def release(self) -> None:
         """Release the leases of runs given up (raises if the store is away: called again)."""
         engine = self.engine
