@@ -377,9 +377,13 @@ class SharedStatements:
 
     def adopt_tasks(self, run_id: str, owner: str, now: float, lease_s: float) -> list[ClaimedTask]:
         """Lease every open task of ``run_id`` (queued, or leased by anyone) to ``owner``."""
-        params = {"run_id": run_id, "owner": owner, "lease_expires_at": now + lease_s}
+        params = {
+            "run_ids": self._text_array([run_id]),
+            "owner": owner,
+            "lease_expires_at": now + lease_s,
+        }
         with self._write() as conn:
-            found = conn.execute(self._sql["adopt_tasks"], params).fetchall()
+            found = conn.execute(self._sql["adopt_tasks_of_runs"], params).fetchall()
         found.sort(key=_by_available_at)
         return [rows.read_claimed(row) for row in found]
 
@@ -452,7 +456,8 @@ class SharedStatements:
 
     def run_timers(self, run_id: str) -> list[Timer]:
         """The pending timers of one run, soonest first."""
-        return [rows.read_timer(row) for row in self._rows("run_timers", {"run_id": run_id})]
+        found = self._rows("timers_of_runs", {"run_ids": self._text_array([run_id])})
+        return [rows.read_timer(row) for row in found]
 
     def pending_signals(self, run_id: str) -> list[SignalRecord]:
         """The run's signals no append has answered yet, oldest first."""

@@ -204,8 +204,9 @@ WHERE runs.run_id = picked.run_id
 RETURNING runs.run_id, runs.tenant, runs.workflow_id, runs.status, runs.version, runs.spec,
     runs.created_at, runs.updated_at, runs.owner, runs.lease_expires_at;
 
--- What adopting the runs a driver took needs, for all of them at once (take_handed_off):
--- their histories, unacknowledged results, open tasks (leased to the driver) and timers.
+-- What adopting runs needs, for all of them at once (take_handed_off; adopt_tasks and
+-- run_timers with one run): their histories, unacknowledged results, open tasks (leased to
+-- the new owner, each with a new fencing token) and timers.
 -- name: histories_of_runs
 SELECT run_id, seq, type, data, version, at
 FROM events
@@ -378,23 +379,6 @@ UPDATE tasks
 SET status = 'consumed', completed_at = coalesce(completed_at, :now), lease_expires_at = NULL
 WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
 
--- Take over a run's open tasks (a new owner adopting the run); each gets a new fencing token.
--- name: adopt_tasks
-WITH open_tasks AS (
-    SELECT task_id FROM tasks
-    WHERE run_id = :run_id AND status IN ('queued', 'claimed') AND NOT remote
-    ORDER BY task_id
-    FOR UPDATE
-)
-UPDATE tasks
-SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
-    fencing_token = tasks.fencing_token + 1
-FROM open_tasks
-WHERE tasks.task_id = open_tasks.task_id AND tasks.status IN ('queued', 'claimed')
-RETURNING tasks.task_id, tasks.run_id, tasks.step_id, tasks.attempt, tasks.idempotency_key,
-    tasks.payload, tasks.owner, tasks.fencing_token, tasks.lease_expires_at, tasks.tenant,
-    tasks.available_at;
-
 -- name: renew_task_leases
 WITH held AS (
     SELECT task_id FROM tasks
@@ -528,12 +512,6 @@ FROM timers
 WHERE due_at <= :now
 ORDER BY due_at, timer_id
 LIMIT :limit;
-
--- name: run_timers
-SELECT timer_id, run_id, due_at, payload, tenant
-FROM timers
-WHERE run_id = :run_id
-ORDER BY due_at, timer_id;
 
 -- ---------------------------------------------------------------------------------- signals
 

@@ -124,8 +124,9 @@ WHERE run_id IN (
 RETURNING run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at;
 
--- What adopting the runs a driver took needs, for all of them at once (take_handed_off):
--- their histories, unacknowledged results, open tasks (leased to the driver) and timers.
+-- What adopting runs needs, for all of them at once (take_handed_off; adopt_tasks and
+-- run_timers with one run): their histories, unacknowledged results, open tasks (leased to
+-- the new owner, each with a new fencing token) and timers.
 -- name: histories_of_runs
 SELECT run_id, seq, type, data, version, at
 FROM events
@@ -262,15 +263,6 @@ UPDATE tasks
 SET status = 'consumed', completed_at = coalesce(completed_at, :now), lease_expires_at = NULL
 WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
 
--- Take over a run's open tasks (a new owner adopting the run); each gets a new fencing token.
--- name: adopt_tasks
-UPDATE tasks
-SET status = 'claimed', owner = :owner, lease_expires_at = :lease_expires_at,
-    fencing_token = fencing_token + 1
-WHERE run_id = :run_id AND status IN ('queued', 'claimed') AND remote = 0
-RETURNING task_id, run_id, step_id, attempt, idempotency_key, payload, owner, fencing_token,
-    lease_expires_at, tenant, available_at;
-
 -- name: renew_task_leases
 UPDATE tasks
 SET lease_expires_at = :lease_expires_at
@@ -383,12 +375,6 @@ FROM timers
 WHERE due_at <= :now
 ORDER BY due_at, timer_id
 LIMIT :limit;
-
--- name: run_timers
-SELECT timer_id, run_id, due_at, payload, tenant
-FROM timers
-WHERE run_id = :run_id
-ORDER BY due_at, timer_id;
 
 -- ---------------------------------------------------------------------------------- signals
 
