@@ -56,5 +56,9 @@ class PolicyGate(Protocol):
 class AllowAll:
     """A gate with no rules: everything is allowed (a workflow with no policy)."""
 
+    allows_everything = True
+    """A gate that says so is not asked: the core skips building its requests (a gate may
+    set this when its rules cannot deny anything)."""
+
     def check(self, request: PolicyRequest) -> Verdict:
         return ALLOW

@@ -82,11 +82,15 @@ def _merge_roles(*tables: Mapping[str, list[str]]) -> dict[str, list[str]]:
 class RuleGate:
     """Enforces a (merged) :class:`~wayang.model.spec.Policy`: compliance, then rules."""
 
-    __slots__ = ("_members", "_policy")
+    __slots__ = ("_members", "_policy", "allows_everything")
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._members = {role: frozenset(members) for role, members in policy.roles.items()}
+        # Limits alone deny nothing here (the run's plan applies them): the core need not ask.
+        self.allows_everything = (
+            not policy.rules and policy.allowed_tools is None and policy.allowed_env is None
+        )
 
     @property
     def policy(self) -> Policy:
