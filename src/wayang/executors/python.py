@@ -8,8 +8,8 @@ Async functions run on the event loop and are cancelled on timeout or cancellati
 run in a worker thread, and a thread cannot be stopped from outside: on timeout the result is
 ``timed_out`` and on cancellation :class:`asyncio.CancelledError` is raised at once, but the
 function keeps running in the background until it returns, and its result is dropped. Such a
-thread still holds its pool slot, and interpreter exit waits for it. Long sync steps should check
-a deadline themselves, or be async, or be shell steps.
+thread stays busy until then, and a process that exits does not wait for it. Long sync steps
+should check a deadline themselves, or be async, or be shell steps.
 
 ``print()`` in a step is not captured: threads share the one ``sys.stdout``, so there is no telling
 which step printed what. Steps log through ``ctx.logger`` instead.
@@ -21,23 +21,24 @@ import asyncio
 import asyncio.futures
 import asyncio.tasks
 import asyncio.timeouts
-import concurrent.futures.thread
 import contextvars
 import functools
 import importlib
 import inspect
 import json
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from wayang.errors import WayangError
+from wayang.executors import threads
 from wayang.executors.base import LogSink, TaskResult, TaskSpec
 from wayang.executors.context import StepContext, StepLogger
+from wayang.executors.threads import StepThreads, default_max_threads
 
 PREFIX = "python:"
 _CONTEXT_NAMES = frozenset({"ctx", "context"})
@@ -46,8 +47,7 @@ _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONL
 # Frames of this module and of the machinery between it and the step function are cut from the
 # top of a traceback, so the log shows the step's own code first.
 _MACHINERY = frozenset(
-    module.__file__
-    for module in (asyncio.futures, asyncio.tasks, asyncio.timeouts, concurrent.futures.thread)
+    module.__file__ for module in (asyncio.futures, asyncio.tasks, asyncio.timeouts, threads)
 ) | {__file__}
 
 
@@ -63,24 +63,16 @@ class _StepTimeoutError(Exception):
 
 
 class PythonExecutor:
-    """Calls ``python:`` step functions; ``max_threads`` sizes a pool of its own for sync ones.
-
-    Without ``max_threads`` sync functions use the event loop's default executor, as
-    :func:`asyncio.to_thread` does. Call :meth:`close` when done with an executor that has a pool.
-    """
+    """Calls ``python:`` step functions; sync ones on up to ``max_threads`` threads of its own
+    (by default as many as asyncio's default executor has). Call :meth:`close` when done."""
 
     def __init__(self, max_threads: int | None = None) -> None:
         self._targets: dict[str, _Target] = {}
-        self._pool = (
-            ThreadPoolExecutor(max_threads, thread_name_prefix="wayang-step")
-            if max_threads
-            else None
-        )
+        self._threads = StepThreads(max_threads or default_max_threads())
 
     def close(self) -> None:
-        """Release the thread pool; a sync step still running finishes in the background."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Let the threads go; a sync step still running finishes in the background."""
+        self._threads.close()
 
     async def execute(self, task: TaskSpec, log: LogSink) -> TaskResult:
         started = time.monotonic()
@@ -124,7 +116,7 @@ class PythonExecutor:
             return await target.fn(**kwargs)
         # Like asyncio.to_thread: the thread sees the caller's context variables.
         call = functools.partial(contextvars.copy_context().run, target.fn, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self._threads.run(call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +237,8 @@ def _outputs(reference: str, value: object) -> dict[str, Any]:
     for key in outputs:
         if not isinstance(key, str):
             raise _StepError(f"{reference} returned a dict with the non-string key {key!r}")
+    if all(_plain(value) for value in outputs.values()):
+        return outputs  # the common case, without encoding it once just to see that it can be
     try:
         json.dumps(outputs, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -253,6 +247,17 @@ def _outputs(reference: str, value: object) -> dict[str, Any]:
             "return a dict of strings, numbers, booleans, lists, dicts or None"
         ) from None
     return outputs
+
+
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: object) -> bool:
+    """A value JSON takes as it is: a string, an integer, a boolean, None or a finite float
+    (exact types: a subclass may encode differently)."""
+    if type(value) in _PLAIN_TYPES:
+        return True
+    return isinstance(value, float) and type(value) is float and math.isfinite(value)
 
 
 def _quoted(names: list[str]) -> str:
