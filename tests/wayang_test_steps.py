@@ -98,6 +98,24 @@ def slow_sync(seconds: float) -> str:
     return "done"
 
 
+class AtOnce:
+    """How many calls of :func:`counted_at_once` ran at the same time, at most."""
+
+    lock = threading.Lock()
+    now = 0
+    most = 0
+
+
+def counted_at_once(seconds: float) -> int:
+    with AtOnce.lock:
+        AtOnce.now += 1
+        AtOnce.most = max(AtOnce.most, AtOnce.now)
+    time.sleep(seconds)
+    with AtOnce.lock:
+        AtOnce.now -= 1
+    return AtOnce.most
+
+
 async def slow_async(seconds: float) -> str:
     try:
         await asyncio.sleep(seconds)

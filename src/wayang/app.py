@@ -18,6 +18,7 @@ from wayang.executors.local import LocalExecutor
 from wayang.executors.python import PythonExecutor
 from wayang.executors.shell import ShellExecutor
 from wayang.runtime.engine import Engine, EngineSettings, EventObserver, LogObserver
+from wayang.runtime.slots import Slots
 from wayang.runtime.workspaces import RunWorkspaces, WorkspaceChoice, plan_run_workspace
 from wayang.steps.project import load_project
 from wayang.store.port import Store
@@ -76,10 +77,12 @@ class App:
         executor: Executor | None = None,
         on_orphan: Callable[[str], None] | None = None,
         settings: EngineSettings | None = None,
+        *,
+        slots: Slots | None = None,
     ) -> Engine:
         """A new engine over this app's store and executors (use it in ``async with``);
         ``executor`` replaces them (the server's wraps them in tracing), ``settings`` this
-        app's engine settings (a worker's driver has its own)."""
+        app's engine settings (a worker's driver has its own, and its worker's ``slots``)."""
         return Engine(
             self.store,
             executor or self.executor,
@@ -88,6 +91,7 @@ class App:
             on_log=on_log,
             on_orphan=on_orphan,
             workspaces=RunWorkspaces(self.artifacts_root),
+            slots=slots,
         )
 
     @property

@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+import wayang_test_steps as steps
 from runtime_helpers import FAST, start, write_workflow
 from wayang.app import App, Settings
 from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus
 from wayang.runtime.engine import Engine
 from wayang.runtime.records import read_events
+from wayang.runtime.slots import Slots
 from wayang.store.port import HANDED_OFF, StoreUnavailableError
 
 HANDING_OFF = replace(FAST, hand_off=True)
@@ -215,3 +217,36 @@ def test_a_run_a_driver_cannot_take_up_goes_back_to_the_drivers(
 
     assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
     assert failing == {"left": 0}
+
+
+FANOUT = """
+id = "wide"
+[steps.a]
+uses = "python:wayang_test_steps:counted_at_once"
+inputs = { seconds = 0.1 }
+[steps.b]
+uses = "python:wayang_test_steps:counted_at_once"
+inputs = { seconds = 0.1 }
+[steps.c]
+uses = "python:wayang_test_steps:counted_at_once"
+inputs = { seconds = 0.1 }
+"""
+
+
+def test_a_drivers_steps_hold_its_workers_slots(app: App, tmp_path: Path) -> None:
+    path = write_workflow(tmp_path, FANOUT)
+    slots = Slots(1)
+    steps.AtOnce.most = 0
+
+    async def scenario() -> RunStatus:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            _, done = await start(starter, path)
+            await starter.flush()
+            settings = replace(FAST, drive=True, work_in=str(tmp_path))
+            async with app.engine(settings=settings, slots=slots):
+                state = await asyncio.wait_for(done, 30)
+        return state.status
+
+    assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
+    assert steps.AtOnce.most == 1  # three steps ready at once, one slot: one after another
+    assert slots.driven == 0

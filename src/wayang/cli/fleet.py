@@ -24,6 +24,7 @@ from wayang.model.placement import LOCAL_CAPABILITIES
 from wayang.runtime.engine import Engine, EngineSettings
 from wayang.runtime.liveness import worker_state
 from wayang.runtime.queues import QUEUE_LIMITS
+from wayang.runtime.slots import Slots
 from wayang.runtime.worker import Worker, WorkerSettings, store_link
 from wayang.server.locate import TOKEN_VARIABLE, read_token
 from wayang.store.port import QueueStats, WorkerRecord
@@ -168,8 +169,10 @@ def worker(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     with open_app() as app:
         if url is None:
-            driver = _driver(app, settings, drive_runs) if drive else None
-            _serve(cli, Worker(store_link(app.store), app.executor, settings), driver=driver)
+            shared = Slots(settings.slots)  # the worker's, shared with its driver's steps
+            driver = _driver(app, settings, drive_runs, shared) if drive else None
+            runner = Worker(store_link(app.store), app.executor, settings, slots=shared)
+            _serve(cli, runner, driver=driver)
             return
         timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
         with Client(url, token=secret, timeout=timeout) as client:
@@ -180,10 +183,10 @@ def worker(
             raise _refused(url, link.refused)
 
 
-def _driver(app: App, settings: WorkerSettings, runs: int) -> Engine:
+def _driver(app: App, settings: WorkerSettings, runs: int, slots: Slots) -> Engine:
     """The engine of a worker with --drive: it drives up to ``runs`` handed-off runs at once,
-    running here the steps this worker could claim, in the worker's folder
-    (runtime/hand_off.py)."""
+    running here the steps this worker could claim, in the worker's folder, each holding one
+    of its ``slots`` (runtime/hand_off.py, runtime/slots.py)."""
     driving = EngineSettings(
         lease_s=settings.lease_s,
         renew_every_s=settings.lease_s / 5,
@@ -192,7 +195,7 @@ def _driver(app: App, settings: WorkerSettings, runs: int) -> Engine:
         drive_runs=runs,
         work_in=settings.cwd,
     )
-    return app.engine(settings=driving)
+    return app.engine(settings=driving, slots=slots)
 
 
 def _serve(

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from wayang.runtime.outage import Outage
 from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
 from wayang.runtime.remote import RemoteTasks
+from wayang.runtime.slots import Slots
 from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.runtime.waits import WaitWatcher
 from wayang.runtime.workspaces import RunFolder, RunWorkspaces
@@ -165,9 +166,11 @@ class Engine:
         on_log: LogObserver | None = None,
         on_orphan: Callable[[str], None] | None = None,
         workspaces: RunWorkspaces | None = None,
+        slots: Slots | None = None,
     ) -> None:
         """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed;
-        ``workspaces`` makes and closes runs' own workspaces (none: runs work in place)."""
+        ``workspaces`` makes and closes runs' own workspaces (none: runs work in place);
+        ``slots``: a driver's steps each hold one of its worker's slots while they run."""
         self.store = store
         self.settings = settings or EngineSettings()
         self.owner = new_owner_id() + (DRIVER_SUFFIX if self.settings.drive else "")
@@ -177,6 +180,7 @@ class Engine:
         self._on_events = on_events
         self._on_log = on_log
         self._workspaces = workspaces or RunWorkspaces()
+        self._slots = slots
         self._finishing: set[asyncio.Task[None]] = set()  # runs ended, their workspace closing
         self._runs: dict[str, _LiveRun] = {}
         self._waits = WaitWatcher(self)
@@ -650,7 +654,8 @@ class Engine:
             self._feed(live, finished_message(command, result, started), finished=command.task_id)
             return
         try:
-            result = await self._executor.execute(spec, self._log_sink(live, spec))
+            async with self._slot():
+                result = await self._executor.execute(spec, self._log_sink(live, spec))
         except asyncio.CancelledError:
             result = TaskResult.failed("cancelled", self._clock() - started)
         except Exception as exc:  # an executor bug: the attempt fails, the engine goes on
@@ -662,6 +667,10 @@ class Engine:
         if ephemeral and not live.lost:
             await self._end_ephemeral(live, command, ephemeral, result.status != "succeeded")
         self._feed(live, finished_message(command, result, started), finished=command.task_id)
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A slot of the worker's for the step (a driver's), or nothing to wait for."""
+        return _held(self._slots) if self._slots is not None else contextlib.nullcontext()
 
     def _workspace_kind(self, live: _LiveRun, command: DispatchTask) -> str:
         kind = str(command.payload.get("workspace") or "inherit")
@@ -948,6 +957,15 @@ class _Work:
             at=self.now,
             tenant=self.live.tenant,
         )
+
+
+@contextlib.asynccontextmanager
+async def _held(slots: Slots) -> AsyncIterator[None]:
+    await slots.hold()
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def _resolved(state: RunState) -> asyncio.Future[RunState]:

@@ -42,6 +42,7 @@ from wayang.runtime.outage import RETRY_MAX_S, Outage
 from wayang.runtime.owner import new_owner_id
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.records import result_record
+from wayang.runtime.slots import Slots
 from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.store.port import (
     DEFAULT_MAX_CLAIMS,
@@ -156,8 +157,10 @@ class Worker:
         *,
         clock: Callable[[], float] = time.time,
         on_task: Callable[[ClaimedTask, TaskResult, bool], None] | None = None,
+        slots: Slots | None = None,
     ) -> None:
-        """``on_task(task, result, counted)`` hears of every task this worker finishes."""
+        """``on_task(task, result, counted)`` hears of every task this worker finishes;
+        ``slots``: its ``settings.slots``, shared with its driver's steps (slots.py)."""
         self.link = link
         self.settings = settings
         self.worker_id = settings.worker_id or new_owner_id()
@@ -181,6 +184,10 @@ class Worker:
         )
         self._state = "running"
         self._freed = asyncio.Event()
+        # Shared with the steps of the worker's driver, if it has one (slots.py).
+        self.slots = slots or Slots(settings.slots)
+        self.slots.claimed = lambda: len(self._running)
+        self.slots.on_freed(self._freed.set)
         self._wakeups: Wakeups | None = None
         self._claims = Outage(log, "claiming tasks", cap=min(RETRY_MAX_S, settings.lease_s / 3))
 
@@ -273,7 +280,7 @@ class Worker:
         that was fewer than it asked for)."""
         asked = got = 0
         for queue in self.settings.queues:
-            free = self.settings.slots - len(self._running)
+            free = self.slots.free()
             if free <= 0 or stop.is_set():
                 break
             tasks = await self._claim(queue, free)
@@ -286,9 +293,8 @@ class Worker:
     async def _until_worth_claiming(self, stop: asyncio.Event) -> None:
         """Wait until a slot is free and no result is on its way to the store: a result's
         report claims for the slots it frees (and those free already), in its transaction."""
-        slots = self.settings.slots
         while not stop.is_set():
-            if slots > len(self._running) and not self._reporting:
+            if self.slots.free() > 0 and not self._reporting:
                 return
             self._freed.clear()
             await _first_of(stop.wait(), self._freed.wait())
@@ -361,7 +367,7 @@ class Worker:
             result = await self._executor.execute(spec, sink)
         except asyncio.CancelledError:
             self._running.pop(task.task_id, None)
-            self._freed.set()
+            self.slots.wake()
             raise
         except Exception as exc:  # an executor bug: the attempt fails, the worker goes on
             result = TaskResult.failed(f"the executor failed: {exc!r}", self._clock() - started)
@@ -376,7 +382,7 @@ class Worker:
             self._reporting -= 1
             self._finished += 1
             self._running.pop(task.task_id, None)
-            self._freed.set()
+            self.slots.wake()
 
     async def _report(self, running: _Running, result: TaskResult, started: float) -> None:
         """Put the result in the outbox and wait for the store's answer."""
@@ -420,7 +426,7 @@ class Worker:
         same transaction; not when stopping, when the claim loop is claiming, or when the last
         claim found the queues empty (the claim loop waits for news of a task first)."""
         claiming = not (self._stop.is_set() or self._claiming.locked() or self._dry)
-        free = self.settings.slots - len(self._running) + len(batch)
+        free = self.slots.free() + len(batch)
         if not claiming or free <= 0:
             await self._record(batch, None)
             return
@@ -451,7 +457,7 @@ class Worker:
                 report.sent.set_result(answer)
         for task in claimed:
             self._start(task)
-        self._freed.set()
+        self.slots.wake()
 
     async def _retrying(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the store until it answers: a result is not given up while the lease may hold
@@ -490,7 +496,7 @@ class Worker:
         beat = WorkerBeat(
             self.worker_id,
             self._state,
-            len(self._running),
+            len(self._running) + self.slots.driven,  # its driver's steps hold slots too
             self.counts.done,
             self.counts.failed,
         )

@@ -1,0 +1,98 @@
+"""Slots: a worker's --slots shared by the tasks it claims and its driver's steps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wayang.runtime.slots import Slots
+
+
+def test_claimed_tasks_and_driven_steps_share_the_slots() -> None:
+    claimed = 1
+    slots = Slots(3)
+    slots.claimed = lambda: claimed
+
+    async def scenario() -> None:
+        await slots.hold()
+        assert slots.free() == 1
+        await slots.hold()
+        assert slots.free() == 0
+        slots.release()
+        assert slots.free() == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_step_waits_for_a_slot_and_gets_it_before_claims_are_told() -> None:
+    claimed = 1
+    slots = Slots(1)
+    slots.claimed = lambda: claimed
+    told: list[int] = []
+    slots.on_freed(lambda: told.append(slots.free()))
+
+    async def scenario() -> None:
+        nonlocal claimed
+        waiting = asyncio.create_task(slots.hold())
+        await asyncio.sleep(0)
+        assert not waiting.done()  # the worker's task holds the only slot
+        claimed = 0  # its task ended
+        slots.wake()
+        await waiting
+        assert slots.driven == 1
+        assert told == [0]  # the step took the slot: nothing left for a claim
+
+    asyncio.run(scenario())
+
+
+def test_waiting_steps_get_slots_in_the_order_they_asked() -> None:
+    slots = Slots(1)
+    order: list[str] = []
+
+    async def step(name: str) -> None:
+        await slots.hold()
+        order.append(name)
+        await asyncio.sleep(0.01)
+        slots.release()
+
+    async def scenario() -> None:
+        await asyncio.gather(*(step(name) for name in "abcd"))
+
+    asyncio.run(scenario())
+    assert order == list("abcd")
+    assert slots.driven == 0
+
+
+def test_a_step_cancelled_while_waiting_takes_no_slot() -> None:
+    slots = Slots(1)
+
+    async def scenario() -> None:
+        await slots.hold()
+        waiting = asyncio.create_task(slots.hold())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        slots.release()
+        assert slots.driven == 0 and slots.free() == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_step_handed_a_slot_as_it_is_cancelled_passes_it_on() -> None:
+    slots = Slots(1)
+
+    async def scenario() -> None:
+        await slots.hold()
+        first = asyncio.create_task(slots.hold())
+        second = asyncio.create_task(slots.hold())
+        await asyncio.sleep(0)
+        slots.release()  # hands the slot to ``first`` ...
+        first.cancel()  # ... which is cancelled before it resumes
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second  # the slot went on to the next step
+        assert slots.driven == 1
+
+    asyncio.run(scenario())
