@@ -17,6 +17,8 @@ import pytest
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from wayang.store.port import (
+    DRIVER_SUFFIX,
+    HANDED_OFF,
     Append,
     ConcurrencyError,
     NewEvent,
@@ -25,6 +27,7 @@ from wayang.store.port import (
     StoreError,
     StoreUnavailableError,
     completion_wakeup,
+    runs_wakeup,
     task_wakeup,
 )
 from wayang.store.postgres import PostgresStore
@@ -142,6 +145,20 @@ def test_a_recorded_result_wakes_the_engine_driving_its_run_only(store: Postgres
     assert not other.wait(0)
     assert not store.complete(claimed.task_id, claimed.fencing_token, {}, T0)  # refused
     assert not mine.wait(0.2)
+
+
+def test_a_run_a_driver_gives_back_wakes_the_drivers(store: PostgresStore) -> None:
+    driver = "host:1:abc" + DRIVER_SUFFIX
+    new_run(store, "r1", owner=driver)
+    new_run(store, "r2", owner="engine-1")
+    drivers = listening(store.wakeups({runs_wakeup()}))
+    store.release_run("r1", "someone-else")  # not its owner: nothing given back
+    store.release_run("r2", "engine-1")  # an engine's run goes to whoever adopts orphans
+    assert not drivers.wait(0.2)
+    store.release_run("r1", driver)
+    assert drivers.wait(SETTLE_S)
+    record = store.get_run("r1")
+    assert record is not None and record.owner == HANDED_OFF
 
 
 def test_a_wake_up_while_nobody_waits_is_kept_for_the_next_wait(store: PostgresStore) -> None:

@@ -28,7 +28,16 @@ class Event:
     def to_data(self) -> dict[str, Any]:
         """The event's fields by name. Shallow on purpose: events are immutable and the data is
         encoded straight away, so the deep copy ``dataclasses.asdict`` makes is wasted."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        kind = type(self)
+        names = _FIELD_NAMES.get(kind)
+        if names is None:  # once per event type: dataclasses.fields() filters on every call
+            names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+        return {name: getattr(self, name) for name in names}
+
+
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+"""The field names of each event type, as ``to_data`` first found them (a memo: types are
+fixed once defined)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -317,6 +317,9 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
 
     # ------------------------------------------------------------------ tasks and wake-ups
 
+    def _handed_back(self, conn: Connection) -> None:
+        self._notify(conn, [runs_wakeup()])
+
     def _notify(self, conn: Connection, payloads: Iterable[str]) -> None:
         """Tell listeners, once the transaction commits (see postgres_wakeups)."""
         channel = self.channel

@@ -162,7 +162,13 @@ class SharedStatements:
         """Give up the lease on ``run_id`` so another engine may take it at once."""
         params = {**_DRIVERS, "run_id": run_id, "owner": owner}
         with self._write() as conn:
-            conn.execute(self._sql["release_run"], params)
+            released = conn.execute(self._sql["release_run"], params).rowcount == 1
+            if released and owner.endswith(DRIVER_SUFFIX):
+                self._handed_back(conn)
+
+    def _handed_back(self, conn: Any) -> None:
+        """A driver gave a run back to the drivers, in ``conn``'s transaction: a store that can
+        wake them overrides this (PostgreSQL); elsewhere they find it at their next look."""
 
     def renew_leases(self, owner: str, now: float, lease_s: float) -> None:
         """Extend every lease ``owner`` holds, on runs and on tasks, in one transaction."""
