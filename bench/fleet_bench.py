@@ -82,6 +82,7 @@ class Options:
     pool_max: int
     keep: bool
     drive: bool
+    drive_runs: int
 
 
 def parse_options() -> Options:
@@ -104,6 +105,9 @@ def parse_options() -> Options:
         action="store_true",
         help="hand the runs off to the workers, started with --drive (runtime/hand_off.py)",
     )
+    parser.add_argument(
+        "--drive-runs", type=int, default=0, help="with --drive: each driver's --drive-runs"
+    )
     args = parser.parse_args()
     n = args.n if args.n is not None else DEFAULT_N[args.workload]
     return Options(
@@ -116,6 +120,7 @@ def parse_options() -> Options:
         args.pool_max,
         args.keep,
         args.drive,
+        args.drive_runs,
     )
 
 
@@ -125,11 +130,14 @@ def parse_options() -> Options:
 class Workers:
     """``wayang worker`` processes of this benchmark, stopped by their PIDs."""
 
-    def __init__(self, url: str, count: int, slots: int, logs: Path, drive: bool) -> None:
+    def __init__(
+        self, url: str, count: int, slots: int, logs: Path, *, drive: bool, drive_runs: int = 0
+    ) -> None:
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}  # bench_steps, for the python: references
         command = [str(WAYANG), "--store", url, "worker", "--slots", str(slots), "--grace", "5"]
         command += ["--drive"] if drive else []
+        command += ["--drive-runs", str(drive_runs)] if drive and drive_runs else []
         self.logs = [(logs / f"worker{i}.log").open("wb") for i in range(count)]
         self.procs = [
             subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -198,7 +206,14 @@ def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
     app = App(Settings(store=url, engine=engine_settings(options)))
     app.store  # noqa: B018 -- create the schema before the workers open it
     workers = (
-        Workers(url, options.workers, options.slots, folder, options.drive)
+        Workers(
+            url,
+            options.workers,
+            options.slots,
+            folder,
+            drive=options.drive,
+            drive_runs=options.drive_runs,
+        )
         if options.workers
         else None
     )
