@@ -28,9 +28,9 @@ def test_values_of_every_toml_type_read_alike() -> None:
         'description = """two\nlines"""\n'
         'default = "2026-11-21"\n'
         "[steps.a]\n"
-        'run = "echo \'a\'"\n'
+        "run = \"echo 'a'\"\n"
         'timeout = "90s"\n'
-        "retry = { attempts = 3, delay = \"2s\" }\n"
+        'retry = { attempts = 3, delay = "2s" }\n'
         "[steps.b]\n"
         'run = "echo ${{ params.when }}"\n'
         'needs = ["a"]\n'

@@ -96,3 +96,18 @@ def test_a_step_handed_a_slot_as_it_is_cancelled_passes_it_on() -> None:
         assert slots.driven == 1
 
     asyncio.run(scenario())
+
+
+def test_steps_waiting_are_counted_until_they_get_a_slot() -> None:
+    slots = Slots(1)
+
+    async def scenario() -> None:
+        await slots.hold()
+        waiting = asyncio.create_task(slots.hold())
+        await asyncio.sleep(0)
+        assert slots.waiting == 1  # a worker's batch leaves the slot it frees to this step
+        slots.release()
+        await waiting
+        assert slots.waiting == 0
+
+    asyncio.run(scenario())

@@ -29,6 +29,11 @@ class Slots:
     def free(self) -> int:
         return self.size - self.claimed() - self.driven
 
+    @property
+    def waiting(self) -> int:
+        """Driver's steps waiting for a slot: the next slots to come free are theirs."""
+        return sum(1 for waiter in self._waiting if not waiter.done())
+
     def on_freed(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever slots may have come free for claims."""
         self._listeners.append(listener)

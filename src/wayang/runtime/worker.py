@@ -426,7 +426,7 @@ class Worker:
         same transaction; not when stopping, when the claim loop is claiming, or when the last
         claim found the queues empty (the claim loop waits for news of a task first)."""
         claiming = not (self._stop.is_set() or self._claiming.locked() or self._dry)
-        free = self.slots.free() + len(batch)
+        free = self.slots.free() + len(batch) - self.slots.waiting  # the driver's steps first
         if not claiming or free <= 0:
             await self._record(batch, None)
             return
