@@ -79,10 +79,12 @@ class App:
         settings: EngineSettings | None = None,
         *,
         slots: Slots | None = None,
+        owner: str | None = None,
     ) -> Engine:
         """A new engine over this app's store and executors (use it in ``async with``);
         ``executor`` replaces them (the server's wraps them in tracing), ``settings`` this
-        app's engine settings (a worker's driver has its own, and its worker's ``slots``)."""
+        app's engine settings (a worker's driver has its own, its worker's ``slots`` and an
+        ``owner`` id naming its worker)."""
         return Engine(
             self.store,
             executor or self.executor,
@@ -92,6 +94,7 @@ class App:
             on_orphan=on_orphan,
             workspaces=RunWorkspaces(self.artifacts_root),
             slots=slots,
+            owner=owner,
         )
 
     @property

@@ -6,12 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from cli_runs import Wayang, child_env, wait_for
 from wayang.cli.main import main
+from wayang.runtime.hand_off import driver_owner
+from wayang.store.port import HANDED_OFF, Append, NewEvent, RunRecord, WorkerRecord
 from wayang.store.urls import open_store
 
 FLOW = """
@@ -157,3 +160,26 @@ def test_run_detach_works_on_a_postgresql_store(
         assert (tmp_path / "state" / "wayang" / "detached-logs" / f"{run_id}.log").exists()
     finally:
         store.close()
+
+
+def test_workers_lists_the_runs_each_worker_drives(wayang: Wayang, db: Path) -> None:
+    store = open_store(str(db))
+    try:
+        for worker_id in ("w-drives", "w-claims"):
+            store.register_worker(
+                WorkerRecord(worker_id, "host", 1, "0", [], {}, ["default"], 4, "running", 0, 0)
+            )
+        for run_id in ("a", "b"):
+            run = RunRecord(run_id, "wf", "pending", 0.0, 0.0, owner=HANDED_OFF)
+            store.create_run(run, Append(run_id, 0, [NewEvent("run_started", {})]))
+        store.take_handed_off(driver_owner("w-drives"), time.time(), 60.0)
+    finally:
+        store.close()
+    listed = {row["id"]: row["drives"] for row in wayang("workers", "--json").json()}
+    assert listed == {"w-drives": 2, "w-claims": 0}
+    table = wayang("workers").out.splitlines()
+    assert table[0].split()[-1] == "drives"
+    assert {line.split()[0]: line.split()[-1] for line in table[1:]} == {
+        "w-drives": "2",
+        "w-claims": "0",
+    }

@@ -20,9 +20,10 @@ from wayang.app import App, Settings
 from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus
 from wayang.runtime.engine import Engine
+from wayang.runtime.hand_off import driver_owner, runs_driven_by
 from wayang.runtime.records import read_events
 from wayang.runtime.slots import Slots
-from wayang.store.port import HANDED_OFF, StoreUnavailableError
+from wayang.store.port import DRIVER_SUFFIX, HANDED_OFF, StoreUnavailableError
 
 HANDING_OFF = replace(FAST, hand_off=True)
 CHAIN = """
@@ -250,3 +251,15 @@ def test_a_drivers_steps_hold_its_workers_slots(app: App, tmp_path: Path) -> Non
     assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
     assert steps.AtOnce.most == 1  # three steps ready at once, one slot: one after another
     assert slots.driven == 0
+
+
+def test_a_drivers_owner_id_names_its_worker(app: App) -> None:
+    owner = driver_owner("host:7:abc")
+    assert owner.startswith("host:7:abc:") and owner.endswith(DRIVER_SUFFIX)
+    assert driver_owner("w") != driver_owner("w")  # two processes under one --id stay apart
+    driven = {owner: 2, driver_owner("host:7:abc:x"): 5, "host:7:abc:driver": 1}
+    assert runs_driven_by("host:7:abc", driven) == 2
+    settings = replace(FAST, drive=True)
+    assert app.engine(settings=settings, owner=owner).owner == owner
+    with pytest.raises(ValueError, match="ends in ':driver'"):
+        app.engine(settings=settings, owner="host:7:abc")

@@ -402,6 +402,18 @@ def test_drivers_take_handed_off_runs_oldest_first_and_only_once(store: Contract
     assert claim_ids(store, now=T0 + 3) == []
 
 
+def test_the_runs_each_driver_holds_are_counted_until_they_end(store: ContractStore) -> None:
+    for run_id in ("a", "b", "c"):
+        handed_off_run(store, run_id)
+    new_run(store, "engine-run")  # an engine's, not a driver's
+    store.take_handed_off("w1:x:driver", T0, LEASE, limit=2)
+    store.take_handed_off("w2:y:driver", T0, LEASE)
+    assert store.driven_runs() == {"w1:x:driver": 2, "w2:y:driver": 1}
+    store.commit([Append("a", 1, [event("run_succeeded")], status="succeeded")], T0)
+    assert store.driven_runs() == {"w1:x:driver": 1, "w2:y:driver": 1}
+    assert store.driven_runs(tenant="other") == {}
+
+
 def test_a_lapsed_driver_s_runs_go_to_another_driver(store: ContractStore) -> None:
     handed_off_run(store, "r1")
     store.take_handed_off("host:1:a:driver", T0, LEASE)

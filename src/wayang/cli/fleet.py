@@ -22,6 +22,7 @@ from wayang.client import ApiError, Client, HttpWorkerLink
 from wayang.errors import UsageError
 from wayang.model.placement import LOCAL_CAPABILITIES
 from wayang.runtime.engine import Engine, EngineSettings
+from wayang.runtime.hand_off import driver_owner, runs_driven_by
 from wayang.runtime.liveness import worker_state
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.slots import Slots
@@ -170,8 +171,8 @@ def worker(
     with open_app() as app:
         if url is None:
             shared = Slots(settings.slots)  # the worker's, shared with its driver's steps
-            driver = _driver(app, settings, drive_runs, shared) if drive else None
             runner = Worker(store_link(app.store), app.executor, settings, slots=shared)
+            driver = _driver(app, runner, drive_runs) if drive else None
             _serve(cli, runner, driver=driver)
             return
         timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
@@ -183,10 +184,11 @@ def worker(
             raise _refused(url, link.refused)
 
 
-def _driver(app: App, settings: WorkerSettings, runs: int, slots: Slots) -> Engine:
+def _driver(app: App, runner: Worker, runs: int) -> Engine:
     """The engine of a worker with --drive: it drives up to ``runs`` handed-off runs at once,
     running here the steps this worker could claim, in the worker's folder, each holding one
-    of its ``slots`` (runtime/hand_off.py, runtime/slots.py)."""
+    of its slots, under an owner id naming the worker (runtime/hand_off.py, runtime/slots.py)."""
+    settings = runner.settings
     driving = EngineSettings(
         lease_s=settings.lease_s,
         renew_every_s=settings.lease_s / 5,
@@ -195,7 +197,7 @@ def _driver(app: App, settings: WorkerSettings, runs: int, slots: Slots) -> Engi
         drive_runs=runs,
         work_in=settings.cwd,
     )
-    return app.engine(settings=driving, slots=slots)
+    return app.engine(settings=driving, slots=runner.slots, owner=driver_owner(runner.worker_id))
 
 
 def _serve(
@@ -316,7 +318,8 @@ def _refused(url: str, exc: ApiError) -> UsageError:
 )
 @pass_cli
 def workers(cli: CliContext, as_json: bool, forget_s: float | None) -> None:
-    """List the workers of the store: state, slots in use, last heartbeat, tasks done/failed.
+    """List the workers of the store: state, slots in use, last heartbeat, tasks done/failed,
+    and, when runs are handed off to drivers, the runs each worker drives.
 
     A worker silent for over 45 seconds that did not say it stopped is shown as lost.
     """
@@ -325,17 +328,32 @@ def workers(cli: CliContext, as_json: bool, forget_s: float | None) -> None:
         if forget_s is not None:
             app.store.forget_workers(now - forget_s)
         found = app.store.list_workers()
+        driven = app.store.driven_runs()
+    drives = {record.worker_id: runs_driven_by(record.worker_id, driven) for record in found}
     if as_json:
-        click.echo(json_text([_worker_json(record, now) for record in found]))
+        click.echo(json_text([_worker_json(r, now, drives[r.worker_id]) for r in found]))
         return
     if not found:
         cli.err.print("no workers have registered with this store")
         return
-    header = ("worker", "state", "slots", "queues", "offers", "heartbeat", "done", "failed")
-    print_rows(cli.out, header, [_worker_row(record, now) for record in found])
+    header: tuple[str, ...] = (
+        "worker",
+        "state",
+        "slots",
+        "queues",
+        "offers",
+        "heartbeat",
+        "done",
+        "failed",
+    )
+    rows = [_worker_row(record, now) for record in found]
+    if driven:  # a column for drivers only when runs are handed off to them
+        header = (*header, "drives")
+        rows = [[*row, str(drives[r.worker_id])] for row, r in zip(rows, found, strict=True)]
+    print_rows(cli.out, header, rows)
 
 
-def _worker_json(record: WorkerRecord, now: float) -> dict[str, Any]:
+def _worker_json(record: WorkerRecord, now: float, drives: int) -> dict[str, Any]:
     return {
         "id": record.worker_id,
         "host": record.host,
@@ -349,6 +367,7 @@ def _worker_json(record: WorkerRecord, now: float) -> dict[str, Any]:
         "running": record.running,
         "done": record.done,
         "failed": record.failed,
+        "drives": drives,
         "started_at": record.started_at,
         "heartbeat_at": record.heartbeat_at,
     }

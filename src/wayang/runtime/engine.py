@@ -167,13 +167,18 @@ class Engine:
         on_orphan: Callable[[str], None] | None = None,
         workspaces: RunWorkspaces | None = None,
         slots: Slots | None = None,
+        owner: str | None = None,
     ) -> None:
         """``on_orphan(run_id)`` hears of each run taken over because its lease lapsed;
         ``workspaces`` makes and closes runs' own workspaces (none: runs work in place);
-        ``slots``: a driver's steps each hold one of its worker's slots while they run."""
+        ``slots``: a driver's steps each hold one of its worker's slots while they run;
+        ``owner``: the id it leases runs under (a driver's ends in ``DRIVER_SUFFIX``)."""
         self.store = store
         self.settings = settings or EngineSettings()
-        self.owner = new_owner_id() + (DRIVER_SUFFIX if self.settings.drive else "")
+        drives = DRIVER_SUFFIX if self.settings.drive else ""
+        self.owner = owner or new_owner_id() + drives
+        if not self.owner.endswith(drives):
+            raise ValueError(f"a driver's owner id ends in {DRIVER_SUFFIX!r}: {self.owner!r}")
         self._on_orphan = on_orphan
         self._executor = executor
         self._clock = clock

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from wayang.engine import events as ev
@@ -57,6 +59,21 @@ def can_hand_off(plan: RunPlan, started: ev.RunStarted, decision: Decision) -> b
         started.workspace
         or plan.workflow.artifacts
         or any(isinstance(command, StartChildRun) for command in decision.commands)
+    )
+
+
+def driver_owner(worker_id: str) -> str:
+    """The owner id of a worker's driver: the worker's id, so ``wayang workers`` can tell whose
+    runs it drives, then a random part (two processes given one ``--id`` stay apart)."""
+    return f"{worker_id}:{secrets.token_hex(3)}{DRIVER_SUFFIX}"
+
+
+def runs_driven_by(worker_id: str, driven: Mapping[str, int]) -> int:
+    """The unfinished runs the driver of ``worker_id`` holds, from ``Store.driven_runs``."""
+    return sum(
+        count
+        for owner, count in driven.items()
+        if owner.removesuffix(DRIVER_SUFFIX).rpartition(":")[0] == worker_id
     )
 
 

@@ -449,6 +449,11 @@ class SharedStatements:
         """Every worker that registered and was not forgotten, oldest first."""
         return [rows.read_worker(row) for row in self._rows("list_workers", {"tenant": tenant})]
 
+    def driven_runs(self, tenant: str = DEFAULT_TENANT) -> dict[str, int]:
+        """How many unfinished runs each driver holds, by its owner id (``…:driver``)."""
+        params = {"tenant": tenant, "pattern": "%" + DRIVER_SUFFIX}
+        return {str(owner): int(count) for owner, count in self._rows("driven_runs", params)}
+
     def forget_workers(self, before: float, tenant: str = DEFAULT_TENANT) -> int:
         """Drop the records of workers silent since before ``before``; return how many."""
         with self._write() as conn:

@@ -355,6 +355,13 @@ FROM workers
 WHERE tenant = :tenant
 ORDER BY started_at, worker_id;
 
+-- The unfinished runs of each driver (owner ids matching :pattern, '%:driver').
+-- name: driven_runs
+SELECT owner, count(*) FROM runs
+WHERE tenant = :tenant AND owner LIKE :pattern AND status NOT IN ('succeeded', 'failed', 'cancelled')
+GROUP BY owner
+ORDER BY owner;
+
 -- Workers that said they stopped, or fell silent, before :before.
 -- name: forget_workers
 DELETE FROM workers
