@@ -6,6 +6,8 @@ file and over PostgreSQL; the driver killed for real is in tests/fleet/test_driv
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +23,7 @@ from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus
 from wayang.runtime.engine import Engine
 from wayang.runtime.hand_off import driver_owner, runs_driven_by
+from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
 from wayang.runtime.slots import Slots
 from wayang.store.port import DRIVER_SUFFIX, HANDED_OFF, StoreUnavailableError
@@ -255,10 +258,13 @@ def test_a_drivers_steps_hold_its_workers_slots(app: App, tmp_path: Path) -> Non
 
 def test_a_drivers_owner_id_names_its_worker(app: App) -> None:
     owner = driver_owner("host:7:abc")
-    assert owner.startswith("host:7:abc:") and owner.endswith(DRIVER_SUFFIX)
+    assert owner.startswith(f"{socket.gethostname()}:{os.getpid()}:")  # as every engine's
+    assert owner.endswith(":host:7:abc" + DRIVER_SUFFIX)
+    assert not owner_is_gone(owner)
     assert driver_owner("w") != driver_owner("w")  # two processes under one --id stay apart
-    driven = {owner: 2, driver_owner("host:7:abc:x"): 5, "host:7:abc:driver": 1}
+    driven = {owner: 2, driver_owner("host:7:abc:x"): 5, "h:1:r:driver": 1, "h:1:r:w:driver": 3}
     assert runs_driven_by("host:7:abc", driven) == 2
+    assert runs_driven_by("w", driven) == 3
     settings = replace(FAST, drive=True)
     assert app.engine(settings=settings, owner=owner).owner == owner
     with pytest.raises(ValueError, match="ends in ':driver'"):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -37,6 +36,7 @@ from wayang.engine.state import RunStatus, fold
 from wayang.model.loader import parse_pinned
 from wayang.model.spec import Workflow
 from wayang.runtime.names import RunLostError
+from wayang.runtime.owner import new_owner_id
 from wayang.runtime.records import read_events
 from wayang.store.port import DRIVER_SUFFIX, HANDED_OFF, RunRecord
 
@@ -63,18 +63,20 @@ def can_hand_off(plan: RunPlan, started: ev.RunStarted, decision: Decision) -> b
 
 
 def driver_owner(worker_id: str) -> str:
-    """The owner id of a worker's driver: the worker's id, so ``wayang workers`` can tell whose
-    runs it drives, then a random part (two processes given one ``--id`` stay apart)."""
-    return f"{worker_id}:{secrets.token_hex(3)}{DRIVER_SUFFIX}"
+    """The owner id of a worker's driver: ``host:pid:random`` as every engine's (so a dead one
+    on this host is known dead, and two processes given one ``--id`` stay apart), then the
+    worker's id, so ``wayang workers`` can tell whose runs it drives."""
+    return f"{new_owner_id()}:{worker_id}{DRIVER_SUFFIX}"
 
 
 def runs_driven_by(worker_id: str, driven: Mapping[str, int]) -> int:
     """The unfinished runs the driver of ``worker_id`` holds, from ``Store.driven_runs``."""
-    return sum(
-        count
-        for owner, count in driven.items()
-        if owner.removesuffix(DRIVER_SUFFIX).rpartition(":")[0] == worker_id
-    )
+    return sum(count for owner, count in driven.items() if _worker_of(owner) == worker_id)
+
+
+def _worker_of(driver: str) -> str:
+    parts = driver.removesuffix(DRIVER_SUFFIX).split(":", 3)  # host, pid, random, worker id
+    return parts[3] if len(parts) == 4 else ""
 
 
 def for_drivers(record: RunRecord) -> bool:
