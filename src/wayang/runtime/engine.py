@@ -110,9 +110,10 @@ class EngineSettings:
     # run with a workspace or artifacts it drives itself.
     hand_off: bool = False
     # Be a driver: take and drive runs handed off (``wayang worker --drive``), up to
-    # ``drive_runs`` at once (the rest are left to other drivers).
+    # ``drive_runs`` at once (the rest are left to other drivers). 128 beat 32 through 1, 2
+    # and 4 drivers (docs/performance.md, session 11).
     drive: bool = False
-    drive_runs: int = 32
+    drive_runs: int = 128
     # Where the tasks of runs without a workspace work, instead of the folder each run was
     # started in (a driver's: the run may have started on another host).
     work_in: str | None = None
