@@ -152,6 +152,7 @@ class _Flow:
         self.inbound: dict[str, list[Edge]] = {s: [] for s in self.order}
         self.loops: dict[str, list[Edge]] = {s: [] for s in self.order}
         self.dependents: dict[str, list[str]] = {s: [] for s in self.order}
+        depends: set[tuple[str, str]] = set()  # not list lookups: a fan-out of 1,000 stays linear
         for edge in edges:
             if edge.before not in self.steps or edge.after not in self.steps:
                 continue
@@ -159,7 +160,8 @@ class _Flow:
                 self.loops[edge.before].append(edge)
             else:
                 self.inbound[edge.after].append(edge)
-                if edge.after not in self.dependents[edge.before]:
+                if (edge.before, edge.after) not in depends:
+                    depends.add((edge.before, edge.after))
                     self.dependents[edge.before].append(edge.after)
         self.loop_targets = {e.after for edges_out in self.loops.values() for e in edges_out}
 

@@ -45,9 +45,12 @@ class StepGraph:
         self.edges = list(edges)
         self.predecessors: dict[str, list[str]] = {s: [] for s in self.step_ids}
         self.successors: dict[str, list[str]] = {s: [] for s in self.step_ids}
+        linked: set[tuple[str, str]] = set()  # a set, not the lists: a join of 1,000 stays linear
         for edge in self.edges:
+            pair = (edge.before, edge.after)
             known = edge.before in self.successors and edge.after in self.predecessors
-            if known and edge.before not in self.predecessors[edge.after]:
+            if known and pair not in linked:
+                linked.add(pair)
                 self.predecessors[edge.after].append(edge.before)
                 self.successors[edge.before].append(edge.after)
         self.back: frozenset[tuple[str, str]] = self._back_edges()
@@ -56,12 +59,16 @@ class StepGraph:
         """The edges that close a loop, found by a DFS in definition order, ``needs`` first."""
         firsts: dict[str, list[str]] = {s: [] for s in self.step_ids}
         lasts: dict[str, list[str]] = {s: [] for s in self.step_ids}
+        placed: set[tuple[bool, str, str]] = set()
         for edge in self.edges:
             if edge.before in firsts and edge.after in firsts:
-                bucket = firsts if edge.kind == "needs" else lasts
-                if edge.after not in bucket[edge.before]:
-                    bucket[edge.before].append(edge.after)
-        ordered = {s: firsts[s] + [a for a in lasts[s] if a not in firsts[s]] for s in firsts}
+                needs = edge.kind == "needs"
+                if (needs, edge.before, edge.after) not in placed:
+                    placed.add((needs, edge.before, edge.after))
+                    (firsts if needs else lasts)[edge.before].append(edge.after)
+        ordered = {
+            s: firsts[s] + [a for a in lasts[s] if (True, s, a) not in placed] for s in firsts
+        }
         back: set[tuple[str, str]] = set()
         state = dict.fromkeys(self.step_ids, 0)
         for root in self.step_ids:
