@@ -28,16 +28,18 @@ class Event:
     def to_data(self) -> dict[str, Any]:
         """The event's fields by name. Shallow on purpose: events are immutable and the data is
         encoded straight away, so the deep copy ``dataclasses.asdict`` makes is wasted."""
-        kind = type(self)
-        names = _FIELD_NAMES.get(kind)
-        if names is None:  # once per event type: dataclasses.fields() filters on every call
-            names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in _field_names(type(self))}
 
 
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
-"""The field names of each event type, as ``to_data`` first found them (a memo: types are
-fixed once defined)."""
+"""The field names of each event type, found once (a memo: types are fixed once defined)."""
+
+
+def _field_names(kind: type[Event]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(kind)
+    if names is None:  # once per event type: dataclasses.fields() filters on every call
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,7 +577,7 @@ def from_record(type_name: str, version: int, data: Mapping[str, Any]) -> Event:
     payload = dict(data)
     for step in range(version, EVENT_VERSION):
         payload = UPGRADES[(type_name, step)](payload)
-    names = {f.name for f in fields(cls)}
+    names = _field_names(cls)
     try:
         return cls(**{k: v for k, v in payload.items() if k in names})
     except TypeError as exc:
