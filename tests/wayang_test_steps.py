@@ -104,10 +104,12 @@ class AtOnce:
     lock = threading.Lock()
     now = 0
     most = 0
+    calls = 0
 
 
 def counted_at_once(seconds: float) -> int:
     with AtOnce.lock:
+        AtOnce.calls += 1
         AtOnce.now += 1
         AtOnce.most = max(AtOnce.most, AtOnce.now)
     time.sleep(seconds)

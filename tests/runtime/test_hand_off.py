@@ -269,3 +269,29 @@ def test_a_drivers_owner_id_names_its_worker(app: App) -> None:
     assert app.engine(settings=settings, owner=owner).owner == owner
     with pytest.raises(ValueError, match="ends in ':driver'"):
         app.engine(settings=settings, owner="host:7:abc")
+
+
+def test_a_draining_driver_starts_no_step_still_waiting_for_a_slot(
+    app: App, tmp_path: Path
+) -> None:
+    path = write_workflow(tmp_path, FANOUT.replace("0.1", "0.4"))
+    steps.AtOnce.calls = 0
+    settings = replace(FAST, drive=True, work_in=str(tmp_path))
+
+    async def scenario() -> tuple[int, RunStatus]:
+        async with app.engine(settings=HANDING_OFF) as starter:
+            _, done = await start(starter, path)
+            await starter.flush()
+            async with app.engine(settings=settings, slots=Slots(1)) as first:
+                while steps.AtOnce.calls < 1:  # one step runs; two wait for the one slot
+                    await asyncio.sleep(0.01)
+                await first.drain(5.0)
+                started_by_first = steps.AtOnce.calls
+            async with app.engine(settings=settings):
+                state = await asyncio.wait_for(done, 30)
+        return started_by_first, state.status
+
+    started_by_first, status = asyncio.run(scenario())
+    assert started_by_first == 1  # the drain let the running step finish, and started no other
+    assert status is RunStatus.SUCCEEDED
+    assert steps.AtOnce.calls == 3  # the next driver ran the two that never started

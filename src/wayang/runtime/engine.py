@@ -661,6 +661,8 @@ class Engine:
             return
         try:
             async with self._slot():
+                if self._draining:  # waited for a slot past the drain's start: not started
+                    return  # its row stays this engine's: whoever adopts the run next runs it
                 result = await self._executor.execute(spec, self._log_sink(live, spec))
         except asyncio.CancelledError:
             result = TaskResult.failed("cancelled", self._clock() - started)
