@@ -31,8 +31,9 @@ class Slots:
 
     @property
     def waiting(self) -> int:
-        """Driver's steps waiting for a slot: the next slots to come free are theirs."""
-        return sum(1 for waiter in self._waiting if not waiter.done())
+        """Driver's steps waiting for a slot: the next slots to come free are theirs. (A step
+        cancelled while it waits leaves the queue as its cancellation reaches it.)"""
+        return len(self._waiting)
 
     def on_freed(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` whenever slots may have come free for claims."""
