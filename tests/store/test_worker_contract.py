@@ -119,6 +119,26 @@ def test_finishing_a_worker_task_fences_off_its_worker(store: ContractStore) -> 
     assert store.duplicate_completions() == 1
 
 
+def test_a_task_made_and_finished_in_one_group_commit_reads_consumed(store: ContractStore) -> None:
+    # A chain run by its engine: each decision finishes the step before and makes the next,
+    # and one group commit carries several decisions.
+    new_run(store)
+    mine = replace(task("t1"), owner="engine", lease_expires_at=T0 + LEASE)
+    after = replace(task("t2"), owner="engine", lease_expires_at=T0 + LEASE)
+    store.commit(
+        [
+            Append("r1", 1, [NewEvent("step_started", {})], tasks=[mine]),
+            Append("r1", 2, [NewEvent("step_succeeded", {})], tasks=[after], finish_tasks=["t1"]),
+        ],
+        T0 + 1,
+    )
+    found = {t.task_id: t for t in store.run_tasks("r1")}
+    assert (found["t1"].status, found["t1"].lease_expires_at) == ("consumed", None)
+    assert (found["t2"].status, found["t2"].owner) == ("claimed", "engine")
+    assert [e.seq for e in store.load_history("r1")] == [1, 2, 3]
+    assert store.worker_completions("engine") == []
+
+
 def test_complete_many_records_each_result_and_the_output_at_once(store: ContractStore) -> None:
     new_run(store, tasks=tuple(placed(f"t{i}", "cap:shell", at=T0 + i) for i in range(3)))
     t0, t1, t2 = store.claim("w1", T0 + 5, LEASE, limit=3, offers={"cap:shell"})

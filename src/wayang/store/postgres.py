@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -186,26 +186,56 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             self._notify(conn, [runs_wakeup()])
         moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = self._advance_all(conn, moves, now)
-        self._many(conn, "insert_task", (rows.task_params(t) for a in appends for t in a.tasks))
+        done_here = self._insert_tasks(conn, appends, now)
         queues = sorted({t.queue for a in appends for t in a.tasks if t.owner is None})
         self._notify(conn, map(task_wakeup, queues))
         self._notify(conn, sorted({kind for append in appends for kind in append.wake}))
         for append in appends:
             if append.timers or append.cancel_timers:
                 self._apply_timers(conn, append)
-        self._insert_rows(conn, appends, now)
+        self._insert_rows(conn, appends, now, done_here)
         answers = [row for append in appends for row in rows.answer_params(append, now)]
         self._many(conn, "answer_signal", sorted(answers, key=itemgetter("seq")))
-        self._many(
-            conn,
-            "insert_event",
-            (row for a in appends for row in rows.event_params(a, tenants[a.run_id], now)),
-        )
+        events = [row for a in appends for row in rows.event_params(a, tenants[a.run_id], now)]
+        self._copy(conn, "copy_events", events, _EVENT_COLUMNS)
 
-    def _insert_rows(self, conn: Connection, appends: Sequence[Append], now: float) -> None:
-        """The group's completions consumed, tasks finished, dead letters and topic messages."""
+    def _insert_tasks(self, conn: Connection, appends: Sequence[Append], now: float) -> set[str]:
+        """Copy the group's new tasks in. Those the group also finishes (a chain's steps, each
+        finished by the next decision in the group) go in consumed, not inserted and then
+        updated. Returns their ids."""
+        tasks = [rows.task_params(task) for append in appends for task in append.tasks]
+        if not tasks:
+            return set()
+        finishing = {task_id for append in appends for task_id in append.finish_tasks}
+        done_here = set()
+        for task in tasks:
+            task["completed_at"] = None
+            if task["task_id"] in finishing:
+                done_here.add(task["task_id"])
+                task.update(status="consumed", lease_expires_at=None, completed_at=now)
+        self._copy(conn, "copy_tasks", tasks, _TASK_COLUMNS)
+        return done_here
+
+    def _copy(self, conn: Connection, name: str, batch: Sequence[rows.Params], row: _Row) -> None:
+        """Copy ``batch`` in with the ``COPY`` statement ``name``: for a group commit's many
+        rows, far less work for the server than an ``INSERT`` each."""
+        if batch:
+            with conn.cursor().copy(self._sql[name]) as copy:
+                for values in batch:
+                    copy.write_row(row(values))
+
+    def _insert_rows(
+        self, conn: Connection, appends: Sequence[Append], now: float, done_here: Collection[str]
+    ) -> None:
+        """The group's completions consumed, tasks finished (but those ``done_here``: inserted
+        consumed), dead letters and topic messages."""
         consumed = [(task_id, a.run_id) for a in appends for task_id in a.acknowledge]
-        finished = [(task_id, a.run_id) for a in appends for task_id in a.finish_tasks]
+        finished = [
+            (task_id, a.run_id)
+            for a in appends
+            for task_id in a.finish_tasks
+            if task_id not in done_here
+        ]
         if consumed or finished:
             task_ids = sorted({task_id for task_id, _ in (*consumed, *finished)})
             conn.execute(self._sql["lock_tasks"], {"task_ids": task_ids})
@@ -428,3 +458,26 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         for listener in self._listeners:
             listener.close()
         self._pool.close()
+
+
+# The columns of queries.sql's copy_events and copy_tasks, in order, as row keys.
+_Row = Callable[[rows.Params], tuple[Any, ...]]
+_EVENT_COLUMNS = itemgetter("run_id", "seq", "tenant", "type", "data", "version", "at")
+_TASK_COLUMNS = itemgetter(
+    "task_id",
+    "tenant",
+    "run_id",
+    "step_id",
+    "attempt",
+    "idempotency_key",
+    "queue",
+    "payload",
+    "available_at",
+    "status",
+    "owner",
+    "lease_expires_at",
+    "fencing_token",
+    "needs",
+    "remote",
+    "completed_at",
+)

@@ -247,9 +247,9 @@ WHERE run_id = ANY(:run_ids::text[]);
 
 -- ---------------------------------------------------------------------------------- events
 
--- name: insert_event
-INSERT INTO events (run_id, seq, tenant, type, data, version, at)
-VALUES (:run_id, :seq, :tenant, :type, :data, :version, :at);
+-- A group commit's events, copied in: one stream, not a statement a row.
+-- name: copy_events
+COPY events (run_id, seq, tenant, type, data, version, at) FROM STDIN
 
 -- name: load_history
 SELECT run_id, seq, type, data, version, at
@@ -259,16 +259,13 @@ ORDER BY seq;
 
 -- ---------------------------------------------------------------------------------- tasks
 
--- A task the engine runs itself is inserted already leased to it (status 'claimed', token 1).
--- name: insert_task
-INSERT INTO tasks (
+-- A group commit's tasks, copied in. A task the engine runs itself goes in already leased to
+-- it (status 'claimed', token 1); one the same group also finishes, consumed.
+-- name: copy_tasks
+COPY tasks (
     task_id, tenant, run_id, step_id, attempt, idempotency_key, queue, payload, available_at,
-    status, owner, lease_expires_at, fencing_token, needs, remote
-)
-VALUES (
-    :task_id, :tenant, :run_id, :step_id, :attempt, :idempotency_key, :queue, :payload,
-    :available_at, :status, :owner, :lease_expires_at, :fencing_token, :needs, :remote
-);
+    status, owner, lease_expires_at, fencing_token, needs, remote, completed_at
+) FROM STDIN
 
 -- Claim in one statement: the oldest available queued tasks, and claimed ones whose lease ran
 -- out, ordered by when they became available. Each branch reads its own partial index, locks
