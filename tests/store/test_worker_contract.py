@@ -139,6 +139,27 @@ def test_a_task_made_and_finished_in_one_group_commit_reads_consumed(store: Cont
     assert store.worker_completions("engine") == []
 
 
+def test_a_big_group_commit_stores_every_event_and_task(store: ContractStore) -> None:
+    # Past COPY_FROM_ROWS, PostgreSQL copies the rows in rather than inserting each.
+    new_run(store)
+    chain = [
+        Append(
+            "r1",
+            1 + 2 * i,
+            [NewEvent("step_succeeded", {"i": i}), NewEvent("step_started", {"i": i + 1})],
+            tasks=[replace(task(f"t{i + 1}"), owner="engine", lease_expires_at=T0 + LEASE)],
+            finish_tasks=[f"t{i}"] if i else [],
+        )
+        for i in range(30)
+    ]
+    store.commit(chain, T0 + 1)
+    history = store.load_history("r1")
+    assert [e.seq for e in history] == list(range(1, 62))
+    assert history[-1].data == {"i": 30}
+    statuses = {t.task_id: t.status for t in store.run_tasks("r1")}
+    assert statuses == {f"t{i}": "consumed" for i in range(1, 30)} | {"t30": "claimed"}
+
+
 def test_complete_many_records_each_result_and_the_output_at_once(store: ContractStore) -> None:
     new_run(store, tasks=tuple(placed(f"t{i}", "cap:shell", at=T0 + i) for i in range(3)))
     t0, t1, t2 = store.claim("w1", T0 + 5, LEASE, limit=3, offers={"cap:shell"})

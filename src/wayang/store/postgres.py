@@ -144,7 +144,17 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         return values
 
     def _queue_write(self, queue: str, exclusive: bool) -> AbstractContextManager[Connection]:
-        return self._write([lock_key("queue", self.schema, queue)] if exclusive else [])
+        if not exclusive:  # a claim is one statement: on its own it is a transaction already
+            return self._statement()
+        return self._write([lock_key("queue", self.schema, queue)])
+
+    @contextmanager
+    def _statement(self) -> Iterator[Connection]:
+        """A connection for one write statement, which commits on its own (autocommit): one
+        round trip, where ``BEGIN``, the statement and ``COMMIT`` take three. A connection lost
+        during it leaves it in doubt."""
+        with self._translated(_Progress(committing=True)), self._pool.connection() as conn:
+            yield conn
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run one read query; a single statement is a consistent snapshot, no transaction."""
@@ -197,7 +207,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         answers = [row for append in appends for row in rows.answer_params(append, now)]
         self._many(conn, "answer_signal", sorted(answers, key=itemgetter("seq")))
         events = [row for a in appends for row in rows.event_params(a, tenants[a.run_id], now)]
-        self._copy(conn, "copy_events", events, _EVENT_COLUMNS)
+        self._insert(conn, "event", events, _EVENT_COLUMNS)
 
     def _insert_tasks(self, conn: Connection, appends: Sequence[Append], now: float) -> set[str]:
         """Copy the group's new tasks in. Those the group also finishes (a chain's steps, each
@@ -213,16 +223,18 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             if task["task_id"] in finishing:
                 done_here.add(task["task_id"])
                 task.update(status="consumed", lease_expires_at=None, completed_at=now)
-        self._copy(conn, "copy_tasks", tasks, _TASK_COLUMNS)
+        self._insert(conn, "task", tasks, _TASK_COLUMNS)
         return done_here
 
-    def _copy(self, conn: Connection, name: str, batch: Sequence[rows.Params], row: _Row) -> None:
-        """Copy ``batch`` in with the ``COPY`` statement ``name``: for a group commit's many
-        rows, far less work for the server than an ``INSERT`` each."""
-        if batch:
-            with conn.cursor().copy(self._sql[name]) as copy:
-                for values in batch:
-                    copy.write_row(row(values))
+    def _insert(self, conn: Connection, kind: str, batch: Sequence[rows.Params], row: _Row) -> None:
+        """Insert a group commit's rows of ``kind``: an ``INSERT`` each (``insert_event``),
+        or, past :data:`COPY_FROM_ROWS`, copied in (``copy_events``, with ``row`` the columns)."""
+        if len(batch) <= COPY_FROM_ROWS:
+            self._many(conn, f"insert_{kind}", batch)
+            return
+        with conn.cursor().copy(self._sql[f"copy_{kind}s"]) as copy:
+            for values in batch:
+                copy.write_row(row(values))
 
     def _insert_rows(
         self, conn: Connection, appends: Sequence[Append], now: float, done_here: Collection[str]
@@ -459,6 +471,11 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             listener.close()
         self._pool.close()
 
+
+COPY_FROM_ROWS = 16
+"""A group commit copies its events (or tasks) in when it has more than this many: ``COPY``
+costs two round trips where an ``INSERT`` a row costs one for all of them, but it is far less
+work for the server a row (a chain's group commits of hundreds of steps)."""
 
 # The columns of queries.sql's copy_events and copy_tasks, in order, as row keys.
 _Row = Callable[[rows.Params], tuple[Any, ...]]
