@@ -72,11 +72,16 @@ class RunPlan:
         the caller made it already."""
         if gates is None and _has_policy(workflow, started):
             raise ValueError("this run has a policy: build its plan with wayang.policy.plan_run")
+        graph = build_graph(workflow)
         if plan is None:
             plan = plan_workflow(
-                workflow, started.params, environ=started.env, env_overrides=started.env_overrides
+                workflow,
+                started.params,
+                environ=started.env,
+                env_overrides=started.env_overrides,
+                graph=graph,
             )
-        flow = _Flow(workflow, plan)
+        flow = _Flow(workflow, plan, graph)
         gate = gates(workflow, started) if gates is not None else AllowAll()
         return cls(
             workflow,
@@ -125,14 +130,13 @@ def _has_policy(workflow: Workflow, started: RunStarted) -> bool:
 class _Flow:
     """Works out the flow of one plan: synthetic event steps, edges in, loops, order."""
 
-    def __init__(self, workflow: Workflow, plan: Plan) -> None:
+    def __init__(self, workflow: Workflow, plan: Plan, graph: StepGraph) -> None:
         self.steps: dict[str, PlannedStep] = {step.id: step for step in plan.steps}
         self.events: dict[str, EventWait] = {
             step_id: EventWait(spec.topic, spec.correlate)
             for step_id, spec in workflow.steps.items()
             if isinstance(spec, EventStep)
         }
-        graph = build_graph(workflow)
         edges: list[Edge] = []
         back: set[tuple[str, str]] = set(graph.back)
         order = list(self.steps)
@@ -146,8 +150,7 @@ class _Flow:
             edges.append(Edge(waiter.id, edge.after, edge.path, edge.kind, edge.when, edge.map))
             if (edge.before, edge.after) in back:
                 back.add((waiter.id, edge.after))
-        self.graph = StepGraph(order, edges)
-        self.graph.back = frozenset(back & {(e.before, e.after) for e in edges})
+        self.graph = StepGraph(order, edges, frozenset(back & {(e.before, e.after) for e in edges}))
         self.order = [s for s in self.graph.topological_order() if s in self.steps]
         self.inbound: dict[str, list[Edge]] = {s: [] for s in self.order}
         self.loops: dict[str, list[Edge]] = {s: [] for s in self.order}

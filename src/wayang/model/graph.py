@@ -38,9 +38,15 @@ class Edge:
 
 
 class StepGraph:
-    """Predecessor/successor lists over step ids, in definition order."""
+    """Predecessor/successor lists over step ids, in definition order. ``back``: the back
+    edges, when the caller knows them already (else a depth-first walk finds them)."""
 
-    def __init__(self, step_ids: Sequence[str], edges: Iterable[Edge]) -> None:
+    def __init__(
+        self,
+        step_ids: Sequence[str],
+        edges: Iterable[Edge],
+        back: frozenset[tuple[str, str]] | None = None,
+    ) -> None:
         self.step_ids = tuple(step_ids)
         self.edges = list(edges)
         self.predecessors: dict[str, list[str]] = {s: [] for s in self.step_ids}
@@ -53,7 +59,7 @@ class StepGraph:
                 linked.add(pair)
                 self.predecessors[edge.after].append(edge.before)
                 self.successors[edge.before].append(edge.after)
-        self.back: frozenset[tuple[str, str]] = self._back_edges()
+        self.back: frozenset[tuple[str, str]] = self._back_edges() if back is None else back
 
     def _back_edges(self) -> frozenset[tuple[str, str]]:
         """The edges that close a loop, found by a DFS in definition order, ``needs`` first."""

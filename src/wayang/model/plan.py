@@ -16,6 +16,7 @@ from typing import Any
 
 from wayang.errors import Diagnostic, ExpressionError, PlanError
 from wayang.model.expr import Expression, Template, evaluate_template
+from wayang.model.graph import StepGraph
 from wayang.model.keys import did_you_mean
 from wayang.model.params import parse_parameter_text, value_problems
 from wayang.model.placement import placement_tokens
@@ -110,17 +111,19 @@ def plan_workflow(
     environ: Mapping[str, str] | None = None,
     env_overrides: Mapping[str, str] | None = None,
     params_are_text: bool = False,
+    graph: StepGraph | None = None,
 ) -> Plan:
     """Resolve ``workflow`` with parameter values and environment into a :class:`Plan`.
 
     ``params`` are typed values, or text from ``--param k=v`` when ``params_are_text``.
     ``environ`` is what ``env.*`` reads (the caller's process environment, typically);
-    ``env_overrides`` are layered over it and exported to every step.
+    ``env_overrides`` are layered over it and exported to every step. ``graph``: the
+    workflow's step graph, when the caller has built it already.
     """
     values = resolve_parameters(workflow, params or {}, params_are_text)
     overrides = dict(env_overrides or {})
     context = _Context(workflow, values, {**(environ or {}), **overrides}, overrides)
-    graph = build_graph(workflow)
+    graph = graph or build_graph(workflow)
     undo = compensation_steps(workflow)
     steps = tuple(
         context.plan_step(
