@@ -192,14 +192,19 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         # runs or tasks wait for each other instead of deadlocking.
         creates = sorted((a for a in appends if a.create is not None), key=lambda a: a.run_id)
         self._insert_runs(conn, creates)
-        if any(a.create is not None and a.create.owner == HANDED_OFF for a in creates):
-            self._notify(conn, [runs_wakeup()])
+        handed_off = any(a.create is not None and a.create.owner == HANDED_OFF for a in creates)
         moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = self._advance_all(conn, moves, now)
         done_here = self._insert_tasks(conn, appends, now)
         queues = sorted({t.queue for a in appends for t in a.tasks if t.owner is None})
-        self._notify(conn, map(task_wakeup, queues))
-        self._notify(conn, sorted({kind for append in appends for kind in append.wake}))
+        self._notify(
+            conn,
+            [
+                *([runs_wakeup()] if handed_off else []),
+                *map(task_wakeup, queues),
+                *sorted({kind for append in appends for kind in append.wake}),
+            ],
+        )
         for append in appends:
             if append.timers or append.cancel_timers:
                 self._apply_timers(conn, append)
@@ -248,8 +253,8 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
             for task_id in a.finish_tasks
             if task_id not in done_here
         ]
-        if consumed or finished:
-            task_ids = sorted({task_id for task_id, _ in (*consumed, *finished)})
+        task_ids = sorted({task_id for task_id, _ in (*consumed, *finished)})
+        if len(task_ids) > 1:  # locked in id order first; one task has no order to keep
             conn.execute(self._sql["lock_tasks"], {"task_ids": task_ids})
         batches: dict[str, list[rows.Params]] = {
             "consume_completion": [{"task_id": t, "run_id": r} for t, r in consumed],
@@ -362,10 +367,11 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
     def _handed_back(self, conn: Connection) -> None:
         self._notify(conn, [runs_wakeup()])
 
-    def _notify(self, conn: Connection, payloads: Iterable[str]) -> None:
-        """Tell listeners, once the transaction commits (see postgres_wakeups)."""
-        channel = self.channel
-        self._many(conn, "notify", ({"channel": channel, "payload": p} for p in payloads))
+    def _notify(self, conn: Connection, payloads: Sequence[str]) -> None:
+        """Tell listeners, once the transaction commits (see postgres_wakeups): one statement
+        for all of ``payloads``, none for no payload."""
+        if payloads:
+            conn.execute(self._sql["notify"], {"channel": self.channel, "payloads": payloads})
 
     def _completing(
         self, logs: Sequence[LogLine], claim: ClaimRequest | None

@@ -349,7 +349,7 @@ WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_tok
 -- per channel and payload however often a transaction sends it. Payloads say what happened to
 -- whom ("task:<queue>", "completion:<engine>"), so a listener decides without a query.
 -- name: notify
-SELECT pg_notify(:channel, :payload);
+SELECT pg_notify(:channel, payload) FROM unnest(:payloads::text[]) AS payload;
 
 -- The engines driving the runs of tasks a worker just completed hear of it, once each.
 -- name: notify_completions
