@@ -96,6 +96,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self.schema = prepare(self._target)
         self._topic_lock = lock_key("topics", self.schema)
         self.channel = channel_name(self.schema)
+        self._completion_params = {"channel": self.channel}  # complete_task wakes engines
         self._close_lock = threading.Lock()
         self._closed = False
         self._listeners: list[PostgresWakeups] = []
@@ -383,10 +384,6 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
 
     def _insert_logs(self, conn: Connection, logs: Sequence[LogLine]) -> None:
         self._many(conn, "insert_log", map(log_params, logs))
-
-    def _tasks_completed(self, conn: Connection, task_ids: Sequence[str]) -> None:
-        params = {"channel": self.channel, "task_ids": list(task_ids)}
-        conn.execute(self._sql["notify_completions"], params)
 
     def wakeups(self, kinds: Collection[str]) -> PostgresWakeups:
         """Wake-ups on a LISTEN connection of their own, closed with the store at the latest."""

@@ -88,6 +88,9 @@ class SharedStatements:
             self, appends: Sequence[Append], now: float, logs: Sequence[LogLine] = ()
         ) -> None: ...
 
+    _completion_params: Mapping[str, Any] = {}
+    """More parameters of the adapter's ``complete_task`` (PostgreSQL's wakes the engine)."""
+
     def create_run(self, run: RunRecord, first: Append) -> None:
         """Insert ``run`` and apply its first append (``expected_version`` 0) atomically.
 
@@ -331,9 +334,6 @@ class SharedStatements:
         with self._completing(logs, then_claim if claiming else None) as conn:
             self._insert_logs(conn, logs)
             counted = [self._complete_one(conn, done, now) for done in results]
-            completed = [done.task_id for done, ok in zip(results, counted, strict=True) if ok]
-            if completed:
-                self._tasks_completed(conn, completed)
             claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
         return Reported(counted, claimed)
 
@@ -343,6 +343,7 @@ class SharedStatements:
             "fencing_token": done.fencing_token,
             "result": rows.to_json(done.result),
             "now": now,
+            **self._completion_params,
         }
         if conn.execute(self._sql["complete_task"], params).rowcount == 1:
             return True
@@ -360,10 +361,6 @@ class SharedStatements:
         """Within a transaction: store ``logs``."""
         if logs:
             conn.executemany(self._sql["insert_log"], [rows.log_params(line) for line in logs])
-
-    def _tasks_completed(self, conn: Any, task_ids: Sequence[str]) -> None:
-        """Within the transaction completing ``task_ids``: tell listeners (PostgreSQL's
-        NOTIFY, once per engine). Nothing by default: without wake-ups, engines poll."""
 
     def duplicate_completions(self) -> int:
         """How many completions were rejected (stale token, or the task already completed)."""
