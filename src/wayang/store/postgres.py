@@ -196,6 +196,25 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         handed_off = any(a.create is not None and a.create.owner == HANDED_OFF for a in creates)
         moves = sorted(rows.by_run(appends), key=_by_key)
         tenants = self._advance_all(conn, moves, now)
+        # What follows reads no result: in a pipeline it costs one round trip, not one a
+        # statement. COPY cannot be pipelined: a group that copies sends statement by statement.
+        copying = any(
+            sum(len(getattr(append, kind)) for append in appends) > COPY_FROM_ROWS
+            for kind in ("events", "tasks")
+        )
+        with contextlib.nullcontext() if copying else conn.pipeline():
+            self._apply_rows(conn, appends, now, tenants, handed_off)
+
+    def _apply_rows(
+        self,
+        conn: Connection,
+        appends: Sequence[Append],
+        now: float,
+        tenants: dict[str, str],
+        handed_off: bool,
+    ) -> None:
+        """The rows of a group whose runs were advanced: tasks, wake-ups, timers, finished
+        tasks, answers, events."""
         done_here = self._insert_tasks(conn, appends, now)
         queues = sorted({t.queue for a in appends for t in a.tasks if t.owner is None})
         self._notify(
