@@ -170,6 +170,8 @@ def test_create_run_rolls_back_when_its_first_append_fails(store: ContractStore)
         store.create_run(run, Append("r1", 0, [event()], tasks=duplicate))
     assert store.get_run("r1") is None
     assert store.load_history("r1") == []
+    new_run(store)  # the failed transaction left no connection in a broken state
+    assert [e.seq for e in store.load_history("r1")] == [1]
 
 
 def test_commit_numbers_events_on_and_updates_the_run(store: ContractStore) -> None:
