@@ -12,6 +12,8 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from wayang import files
 from wayang.workspace.errors import InvalidWorkspaceIdError, WorkspaceNotFoundError
 from wayang.workspace.git import GitBackend
-from wayang.workspace.manager import Workspace, WorkspaceManager, check_workspace_id
+from wayang.workspace.manager import LOCKS_DIR, Workspace, WorkspaceManager, check_workspace_id
 from wayang.workspace.metadata import METADATA_FILE, TOOLS_DIR
 from wayang.workspace.retention import by_policy, by_request
 from wayang.workspace.settings import RetentionSettings
@@ -347,6 +349,45 @@ def test_cleanup_removes_the_folder_and_the_repositorys_record(
     with pytest.raises(WorkspaceNotFoundError):
         manager.cleanup("gone")
     checkout.assert_untouched()
+    locks = sorted(p.name for p in (manager.namespace / LOCKS_DIR).iterdir())
+    assert "gone.lock" not in locks and "keep.lock" in locks  # no lock file left per id
+
+
+def test_a_lock_waited_on_while_its_file_is_removed_is_taken_again(
+    manager: WorkspaceManager,
+) -> None:
+    # "a" waits on the lock file that a cleanup removes; "b" comes after the removal and makes
+    # a new one. Both may not hold the id at once.
+    order: list[str] = []
+    holding, released = threading.Event(), threading.Event()
+
+    def remover() -> None:
+        with manager._locked("w1", then_remove=True):
+            holding.set()
+            time.sleep(0.3)  # "a" is blocked on the file about to go
+            order.append("remover done")
+        released.set()
+
+    def locker(name: str, after: threading.Event, hold_s: float) -> None:
+        after.wait()
+        with manager._locked("w1"):
+            order.append(f"{name} in")
+            time.sleep(hold_s)
+            order.append(f"{name} out")
+
+    threads = [
+        threading.Thread(target=remover),
+        threading.Thread(target=locker, args=("a", holding, 0.3)),
+        threading.Thread(target=locker, args=("b", released, 0.1)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert order[0] == "remover done"
+    pairs = sorted(tuple(order[i : i + 2]) for i in (1, 3))
+    assert pairs == [("a in", "a out"), ("b in", "b out")]  # one holder at a time
+    assert (manager.namespace / LOCKS_DIR / "w1.lock").exists()
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", "..", "", "a" * 200, "x/../..", "-x"])

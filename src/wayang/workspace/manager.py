@@ -229,7 +229,7 @@ class WorkspaceManager:
     def cleanup(self, workspace_id: str) -> WorkspaceEvent:
         """Remove the workspace (complete or half made) and the repository's record of it."""
         path = self.path_of(workspace_id)
-        with self._locked(workspace_id):
+        with self._locked(workspace_id, then_remove=True):
             if not path.exists():
                 raise self._not_found(workspace_id)
             self._remove(path, workspace_id)
@@ -348,15 +348,19 @@ class WorkspaceManager:
         _remove_tree(path)
 
     @contextmanager
-    def _locked(self, workspace_id: str) -> Iterator[None]:
+    def _locked(self, workspace_id: str, *, then_remove: bool = False) -> Iterator[None]:
+        """Hold the workspace's lock. ``then_remove``: the body removes the workspace, so its
+        lock file goes too, while held (or one would pile up for every id ever used); the next
+        to lock the id makes it again."""
         locks = self.namespace / LOCKS_DIR
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{workspace_id}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        path = locks / f"{workspace_id}.lock"
+        with _held(path):
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                if then_remove:
+                    path.unlink(missing_ok=True)
 
     def _event(self, kind: str, workspace_id: str, detail: str) -> WorkspaceEvent:
         return WorkspaceEvent(
@@ -427,3 +431,29 @@ __all__ = [
     "make_backend",
     "namespace_name",
 ]
+
+
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the file at ``path``, made if missing. A holder may remove the
+    file before letting go; whoever was waiting on it then holds a lock nobody else can see,
+    so it takes the lock again on the file now at ``path``."""
+    while True:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if _still_at(handle.fileno(), path):
+                    yield
+                    return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _still_at(descriptor: int, path: Path) -> bool:
+    """Whether the open file is the one at ``path`` (not removed or replaced meanwhile)."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino)
