@@ -8,6 +8,7 @@ stopping the server the other tests use), only the test's own: its store names t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -168,6 +169,33 @@ def test_a_wake_up_while_nobody_waits_is_kept_for_the_next_wait(store: PostgresS
     queue(store, worker_task("t2"), version=2)
     until(lambda: default.wait(0), "the wake-up kept")
     assert not default.wait(0)  # two commits, one wake-up: the worker claims both
+
+
+def test_a_wake_up_ends_a_wait_awaited_on_the_event_loop(store: PostgresStore) -> None:
+    new_run(store)
+    default = listening(store.wakeups({task_wakeup("default")}))
+
+    async def scenario() -> list[bool]:
+        seen = [await default.until(0.05)]  # nothing new: the timeout ends it
+        waiting = asyncio.create_task(default.until(SETTLE_S))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(queue, store, worker_task("t1"))
+        seen.append(await waiting)
+        # A wait cancelled (as when a worker is stopped) leaves nothing behind.
+        cancelled = asyncio.create_task(default.until(SETTLE_S))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+        await asyncio.to_thread(queue, store, worker_task("t2"), version=2)
+        seen.append(await default.until(SETTLE_S))  # kept for the next wait
+        closing = asyncio.create_task(default.until(SETTLE_S))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(default.close)
+        seen.append(await asyncio.wait_for(closing, SETTLE_S))
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, True, False]
 
 
 def test_wakeups_listen_again_after_their_session_is_ended(

@@ -247,7 +247,7 @@ class Engine:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        if self._wakeups is not None:  # also ends a wait the poll loop left in its thread
+        if self._wakeups is not None:  # joins the listening thread: off the loop
             await asyncio.to_thread(self._wakeups.close)
         with contextlib.suppress(Exception):
             await committer_task
@@ -815,7 +815,7 @@ class Engine:
         if self._wakeups is None:
             await asyncio.sleep(seconds)
             return False
-        return bool(await asyncio.to_thread(self._wakeups.wait, seconds))
+        return await self._wakeups.until(seconds)
 
     async def _adopt_orphans(self) -> None:
         committer = self._require_committer()

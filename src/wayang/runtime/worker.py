@@ -308,7 +308,7 @@ class Worker:
         wake-ups started or stopped coming, which changes how long to wait)."""
         wakeups = self._wakeups
         if wakeups is not None:
-            await _first_of(stop.wait(), asyncio.to_thread(wakeups.wait, seconds))
+            await _first_of(stop.wait(), wakeups.until(seconds))
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):

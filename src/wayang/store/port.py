@@ -518,6 +518,10 @@ class Wakeups(Protocol):
         once, True, when news came since the last call or listening started or stopped."""
         ...
 
+    async def until(self, timeout: float) -> bool:
+        """:meth:`wait`, awaited on the running event loop instead of blocking a thread."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -4,7 +4,8 @@ Transactions that queue a worker's task or record a worker's result send a ``NOT
 store's channel (:func:`channel_name`), which PostgreSQL delivers when, and only if, they
 commit. A :class:`PostgresWakeups` keeps one autocommit connection outside the pool, runs
 ``LISTEN`` on it and waits on its socket in a thread of its own; a notification whose payload
-its listener asked for wakes :meth:`~PostgresWakeups.wait`.
+its listener asked for wakes :meth:`~PostgresWakeups.wait` (a thread blocked in it), and
+:meth:`~PostgresWakeups.until` (a coroutine: the thread sets an event of the awaiting loop).
 
 The connection may drop (the server restarts, an administrator ends the session). The thread
 then connects again with backoff, 0.1 s doubling up to 5 s; meanwhile ``listening`` is False and
@@ -16,6 +17,8 @@ without closing the socket is noticed too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import selectors
@@ -56,6 +59,7 @@ class PostgresWakeups:
         self._where = where
         self._changed = threading.Condition()
         self._woken = False
+        self._awaiting: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}  # under _changed
         self._listening = False
         self._was_lost = False
         self._closed = False
@@ -81,6 +85,27 @@ class PostgresWakeups:
             woken, self._woken = self._woken and not self._closed, False
             return woken
 
+    async def until(self, timeout: float) -> bool:
+        """:meth:`wait` on the running event loop: nothing blocks, and the wake-up reaches
+        the loop straight from the listening thread, not through a thread of the caller's.
+        Cancelling the coroutine stops the wait."""
+        event = asyncio.Event()
+        with self._changed:
+            ready = self._woken or self._closed
+            if not ready:
+                self._awaiting[event] = asyncio.get_running_loop()
+        if not ready:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, timeout)):
+                        await event.wait()
+            finally:
+                with self._changed:
+                    self._awaiting.pop(event, None)
+        with self._changed:
+            woken, self._woken = self._woken and not self._closed, False
+            return woken
+
     def close(self) -> None:
         """Stop listening; waits return at once from now on. Closing twice is harmless."""
         with self._changed:
@@ -88,6 +113,7 @@ class PostgresWakeups:
                 return
             self._closed = True
             self._changed.notify_all()
+        self._set_awaiting()
         self._stop_writer.send(b"x")
         # A thread still connecting to an unreachable server ends by itself (it is a daemon).
         self._thread.join(timeout=1.0)
@@ -97,6 +123,15 @@ class PostgresWakeups:
         with self._changed:
             self._woken = True
             self._changed.notify_all()
+        self._set_awaiting()
+
+    def _set_awaiting(self) -> None:
+        """End the waits of :meth:`until`, each on its own loop."""
+        with self._changed:
+            awaiting = list(self._awaiting.items())
+        for event, loop in awaiting:
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody awaits it now
+                loop.call_soon_threadsafe(event.set)
 
     def _set_listening(self, listening: bool) -> None:
         """Wake the listener whenever this changes: it may have missed news, and its pace
