@@ -8,8 +8,8 @@ every 0.2 s at most (every 2 s with wake-ups). The stores are wrapped to time, p
 
 * claim latency: from the engine's commit queuing the task (its return) to a worker's claim
   of it returning;
-* result latency: from the worker's ``complete()`` returning to the engine's poll reading the
-  result.
+* result latency: from the worker's ``complete_many()`` returning to the engine's poll reading
+  the result.
 
 ``--outage terminate`` ends every session of the store once the chain is under way
 (``pg_terminate_backend``); ``--outage restart`` restarts the server with ``--restart-command``
@@ -84,9 +84,12 @@ class Clocked:
         for task in found:
             self.claimed.setdefault(task.task_id, now)
 
-    def on_complete(self, counted: Any, args: tuple[Any, ...]) -> None:
-        if counted:
-            self.completed[args[0]] = time.monotonic()
+    def on_complete(self, reported: Any, args: tuple[Any, ...]) -> None:
+        """A worker's batch of results (``complete_many``): when each that counted went in."""
+        now = time.monotonic()
+        for result, counted in zip(args[0], reported.counted, strict=True):
+            if counted:
+                self.completed[result.task_id] = now
 
     def on_results(self, found: Any, _: tuple[Any, ...]) -> None:
         now = time.monotonic()
@@ -111,7 +114,7 @@ def instrument(engine_store: Any, worker_store: Any, clock: Clocked, listen: boo
     wrap(engine_store, "commit", clock.on_commit)
     wrap(engine_store, "worker_completions", clock.on_results)
     wrap(worker_store, "claim", clock.on_claim)
-    wrap(worker_store, "complete", clock.on_complete)
+    wrap(worker_store, "complete_many", clock.on_complete)
     if not listen:
         for store in (engine_store, worker_store):
             store.wakeups = lambda kinds: None
