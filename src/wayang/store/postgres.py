@@ -235,7 +235,7 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self._insert(conn, "event", events, _EVENT_COLUMNS)
 
     def _insert_tasks(self, conn: Connection, appends: Sequence[Append], now: float) -> set[str]:
-        """Copy the group's new tasks in. Those the group also finishes (a chain's steps, each
+        """Insert the group's new tasks. Those the group also finishes (a chain's steps, each
         finished by the next decision in the group) go in consumed, not inserted and then
         updated. Returns their ids."""
         tasks = [rows.task_params(task) for append in appends for task in append.tasks]
