@@ -404,6 +404,9 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
     def _insert_logs(self, conn: Connection, logs: Sequence[LogLine]) -> None:
         self._many(conn, "insert_log", map(log_params, logs))
 
+    def _pipelined(self, conn: Connection) -> AbstractContextManager[Any]:
+        return conn.pipeline()
+
     def wakeups(self, kinds: Collection[str]) -> PostgresWakeups:
         """Wake-ups on a LISTEN connection of their own, closed with the store at the latest."""
         listener = PostgresWakeups(self._target.conninfo, self.channel, kinds, self.where)

@@ -8,6 +8,7 @@ commits, publishing, locking) the adapter has its own method.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -333,11 +334,23 @@ class SharedStatements:
             return Reported([], [])
         with self._completing(logs, then_claim if claiming else None) as conn:
             self._insert_logs(conn, logs)
-            counted = [self._complete_one(conn, done, now) for done in results]
-            claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
+            # Every statement sent before any answer is read (PostgreSQL: one pipeline); a
+            # completion's answer, whether it counted, is read once the claim's is in.
+            with self._pipelined(conn):
+                sent = [self._send_completion(conn, done, now) for done in results]
+                claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
+            counted = [cursor.rowcount == 1 for cursor in sent]
+            for _ in range(counted.count(False)):
+                conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
         return Reported(counted, claimed)
 
-    def _complete_one(self, conn: Any, done: FencedResult, now: float) -> bool:
+    def _pipelined(self, conn: Any) -> AbstractContextManager[Any]:
+        """Statements sent without waiting for each answer, where the dialect can (PostgreSQL);
+        every answer is in when the block ends."""
+        return contextlib.nullcontext()
+
+    def _send_completion(self, conn: Any, done: FencedResult, now: float) -> Any:
+        """Send the result's completion; the cursor's ``rowcount`` says whether it counted."""
         params = {
             "task_id": done.task_id,
             "fencing_token": done.fencing_token,
@@ -345,10 +358,7 @@ class SharedStatements:
             "now": now,
             **self._completion_params,
         }
-        if conn.execute(self._sql["complete_task"], params).rowcount == 1:
-            return True
-        conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
-        return False
+        return conn.execute(self._sql["complete_task"], params)
 
     def _completing(
         self, logs: Sequence[LogLine], claim: ClaimRequest | None
