@@ -66,6 +66,10 @@ plan() {
     for k in 1 2 4; do
       echo "wayang-pg-spin-workers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SLOTS"
     done
+    # one run handed off: the steps its driver's slots would start late go to the other drivers
+    for k in 1 2 4; do
+      echo "wayang-pg-spin-drivers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SLOTS --drive"
+    done
   fi
 }
 

@@ -83,6 +83,7 @@ class Options:
     keep: bool
     drive: bool
     drive_runs: int
+    spill_after: float | None
 
 
 def parse_options() -> Options:
@@ -108,6 +109,12 @@ def parse_options() -> Options:
     parser.add_argument(
         "--drive-runs", type=int, default=0, help="with --drive: each driver's --drive-runs"
     )
+    parser.add_argument(
+        "--spill-after",
+        type=float,
+        default=None,
+        help="with --drive: each driver's --spill-after (default: the worker's)",
+    )
     args = parser.parse_args()
     n = args.n if args.n is not None else DEFAULT_N[args.workload]
     return Options(
@@ -121,6 +128,7 @@ def parse_options() -> Options:
         args.keep,
         args.drive,
         args.drive_runs,
+        args.spill_after,
     )
 
 
@@ -131,13 +139,22 @@ class Workers:
     """``wayang worker`` processes of this benchmark, stopped by their PIDs."""
 
     def __init__(
-        self, url: str, count: int, slots: int, logs: Path, *, drive: bool, drive_runs: int = 0
+        self,
+        url: str,
+        count: int,
+        slots: int,
+        logs: Path,
+        *,
+        drive: bool,
+        drive_runs: int = 0,
+        spill_after: float | None = None,
     ) -> None:
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}  # bench_steps, for the python: references
         command = [str(WAYANG), "--store", url, "worker", "--slots", str(slots), "--grace", "5"]
         command += ["--drive"] if drive else []
         command += ["--drive-runs", str(drive_runs)] if drive and drive_runs else []
+        command += ["--spill-after", str(spill_after)] if drive and spill_after is not None else []
         self.logs = [(logs / f"worker{i}.log").open("wb") for i in range(count)]
         self.procs = [
             subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -213,6 +230,7 @@ def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
             folder,
             drive=options.drive,
             drive_runs=options.drive_runs,
+            spill_after=options.spill_after,
         )
         if options.workers
         else None

@@ -85,6 +85,7 @@ def scaling(reps: Reps) -> None:
     rows = [(t, s, "workers") for t, s in stems]
     rows += [("fanout 1000, 5 ms of CPU per step (tasks/s)", "spin", "workers")]
     rows += [(f"{t}, drivers", s, "drivers") for t, s in stems]
+    rows += [("fanout 1000, 5 ms of CPU per step (tasks/s), drivers", "spin", "drivers")]
     for title, stem, kind in rows:
         rates = [median(reps, f"wayang-pg-{stem}-{kind}{k}", "rate_per_s") for k in (1, 2, 4)]
         one, two, four = rates

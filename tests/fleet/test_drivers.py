@@ -134,3 +134,33 @@ def test_a_driver_stopped_with_sigterm_finishes_its_steps_and_hands_the_runs_bac
     wait_until(lambda: run_statuses(fleet_db.db).get(run_id) == "succeeded", 60, "the run")
     ledger = read_ledger(fleet_db.books)
     assert (ledger.effects, ledger.executions) == (2, 2)  # step one was not run again
+
+
+def fanout_workflow(ledger: str, width: int) -> str:
+    step = f'uses = "python:fleet_steps:record"\ninputs = {{ ledger = "{ledger}", pause_ms = 600 }}'
+    return 'id = "wide"\n' + "".join(f"[steps.s{i}]\n{step}\n" for i in range(width))
+
+
+def test_a_wide_run_spills_from_its_driver_to_the_other_drivers(
+    fleet: Fleet, fleet_db: FleetDb
+) -> None:
+    """One run's 16 steps, each up to 0.6 s: the driver that takes the run keeps what its 2
+    slots start within 50 ms and queues the rest (runtime/spill.py); the other driver runs
+    them as a worker, and each effect is recorded once."""
+    server = fleet.server("server", "--hand-off", "--lease", "3", "--workers", "16")
+    args = ("--drive", "--slots", "2", "--spill-after", "0.05", "--lease", "3")
+    drivers = [fleet.worker(f"driver-{i}", *args) for i in range(2)]
+    wait_until(
+        lambda: len(fleet_db.db.execute("SELECT worker_id FROM workers").fetchall()) == 2,
+        30,
+        "both drivers to register",
+    )
+    [run_id] = start_runs([server], fanout_workflow(fleet_db.ledger, 16), "/fleet/wide.toml", 1)
+    wait_until(lambda: run_statuses(fleet_db.db).get(run_id) == "succeeded", 60, "the run")
+    ledger = read_ledger(fleet_db.books)
+    assert (ledger.effects, ledger.duplicate_effects) == (16, 0)
+    assert effect_pids(fleet_db) == {driver.pid for driver in drivers}  # both ran its steps
+    [(queued,)] = fleet_db.db.execute("SELECT count(*) FROM tasks WHERE remote").fetchall()
+    assert queued > 0
+    for driver in drivers:
+        assert driver.stop() == 0

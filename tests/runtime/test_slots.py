@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from wayang.runtime.slots import Slots
+from wayang.runtime.spill import StepSpilled
 
 
 def test_claimed_tasks_and_driven_steps_share_the_slots() -> None:
@@ -111,3 +113,49 @@ def test_steps_waiting_are_counted_until_they_get_a_slot() -> None:
         assert slots.waiting == 0
 
     asyncio.run(scenario())
+
+
+def test_waits_taken_out_get_no_slot_until_put_back_in_order() -> None:
+    async def scenario() -> list[str]:
+        slots = Slots(1)
+        order: list[str] = []
+        await slots.hold("first")
+
+        async def step(name: str) -> None:
+            try:
+                await slots.hold(name)
+            except StepSpilled:
+                order.append(f"{name} spilled")
+                return
+            order.append(name)
+            slots.release()
+
+        jobs = [asyncio.create_task(step(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0)
+        taken = slots.take_last(2)
+        assert [w.step for w in taken] == ["b", "c"] and slots.waiting == 1
+        slots.release()  # the slot goes to "a", not to the two taken out
+        await asyncio.sleep(0)
+        taken[0].future.set_exception(StepSpilled())
+        slots.put_back(taken)  # "b" ended its wait: only "c" goes back
+        await asyncio.gather(*jobs)
+        assert slots.driven == 0 and slots.waiting == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["a", "b spilled", "c"]
+
+
+def test_a_wait_cancelled_while_taken_out_is_not_put_back() -> None:
+    async def scenario() -> tuple[int, int]:
+        slots = Slots(1)
+        await slots.hold()
+        job = asyncio.create_task(slots.hold("late"))
+        await asyncio.sleep(0)
+        taken = slots.take_last(1)
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+        slots.put_back(taken)
+        return slots.waiting, slots.driven
+
+    assert asyncio.run(scenario()) == (0, 1)

@@ -26,6 +26,7 @@ from wayang.store.port import (
     RunRecord,
     SignalAnswer,
     SignalRecord,
+    SpilledTask,
     Store,
     StoredEvent,
     StoreError,
@@ -619,6 +620,23 @@ def test_requeue_expired_sends_only_expired_claims_back(store: ContractStore) ->
     assert store.requeue_expired(T0 + 50) == 0
     [again] = store.claim("w2", T0 + 50, LEASE)
     assert (again.task_id, again.owner, again.fencing_token) == ("short", "w2", 2)
+
+
+def test_spilling_queues_only_the_engines_own_unstarted_tasks(store: ContractStore) -> None:
+    mine = replace(task("mine"), owner="e1", lease_expires_at=T0 + LEASE)
+    theirs = replace(task("theirs"), owner="e2", lease_expires_at=T0 + LEASE)
+    new_run(store, tasks=(mine, theirs, task("queued")))
+    spill = [SpilledTask(t, "gpu", ("gpu",)) for t in ("mine", "theirs", "queued", "ghost")]
+    assert store.spill_tasks("e1", spill) == ["mine"]
+    assert store.spill_tasks("e1", spill) == []  # queued now: nothing left to move
+    assert claim_ids(store) == ["queued"]  # "mine" waits in its own queue
+    assert store.claim("w1", T0, LEASE, queue="gpu", offers=["shell"]) == []  # it needs gpu
+    [claimed] = store.claim("w1", T0, LEASE, queue="gpu", offers=["gpu"])
+    assert (claimed.task_id, claimed.owner, claimed.fencing_token) == ("mine", "w1", 1)
+    assert store.complete("mine", claimed.fencing_token, {"ok": True}, T0 + 1)
+    assert [c.task_id for c in store.completions()] == ["mine"]
+    statuses = {t.task_id: (t.status, t.owner) for t in store.run_tasks("r1")}
+    assert statuses["theirs"] == ("claimed", "e2")
 
 
 # ------------------------------------------------------------------------------ completions

@@ -26,6 +26,7 @@ from wayang.runtime.hand_off import driver_owner, runs_driven_by
 from wayang.runtime.liveness import worker_state
 from wayang.runtime.queues import QUEUE_LIMITS
 from wayang.runtime.slots import Slots
+from wayang.runtime.spill import SPILL_AFTER_S
 from wayang.runtime.worker import Worker, WorkerSettings, store_link
 from wayang.server.locate import TOKEN_VARIABLE, read_token
 from wayang.store.port import QueueStats, WorkerRecord
@@ -104,6 +105,15 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     help="With --drive: runs driven at once; more are left to other drivers.",
 )
 @click.option(
+    "--spill-after",
+    "spill_after_s",
+    type=click.FloatRange(0),
+    default=SPILL_AFTER_S,
+    show_default=True,
+    help="With --drive: steps of its runs that its slots would not start within this many "
+    "seconds go to the queue, for other workers while any serve it (0: they wait here).",
+)
+@click.option(
     "--server",
     "server_url",
     metavar="URL",
@@ -136,6 +146,7 @@ def worker(
     drain_s: float,
     drive: bool,
     drive_runs: int,
+    spill_after_s: float,
     server_url: str | None,
     token: str | None,
     token_file: Path | None,
@@ -172,7 +183,7 @@ def worker(
         if url is None:
             shared = Slots(settings.slots)  # the worker's, shared with its driver's steps
             runner = Worker(store_link(app.store), app.executor, settings, slots=shared)
-            driver = _driver(app, runner, drive_runs) if drive else None
+            driver = _driver(app, runner, drive_runs, spill_after_s) if drive else None
             _serve(cli, runner, driver=driver)
             return
         timeout = min(30.0, max(2.0, lease_s / 3))  # an answer within a third of a lease
@@ -184,10 +195,12 @@ def worker(
             raise _refused(url, link.refused)
 
 
-def _driver(app: App, runner: Worker, runs: int) -> Engine:
+def _driver(app: App, runner: Worker, runs: int, spill_after_s: float) -> Engine:
     """The engine of a worker with --drive: it drives up to ``runs`` handed-off runs at once,
     running here the steps this worker could claim, in the worker's folder, each holding one
-    of its slots, under an owner id naming the worker (runtime/hand_off.py, runtime/slots.py)."""
+    of its slots, under an owner id naming the worker (runtime/hand_off.py, runtime/slots.py).
+    Steps its slots would not start within ``spill_after_s`` go to the worker's queues, for
+    other workers (runtime/spill.py)."""
     settings = runner.settings
     driving = EngineSettings(
         lease_s=settings.lease_s,
@@ -196,6 +209,8 @@ def _driver(app: App, runner: Worker, runs: int) -> Engine:
         drive=True,
         drive_runs=runs,
         work_in=settings.cwd,
+        spill_after_s=spill_after_s,
+        worker_queues=settings.queues,
     )
     return app.engine(settings=driving, slots=runner.slots, owner=driver_owner(runner.worker_id))
 

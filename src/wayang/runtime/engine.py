@@ -20,7 +20,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from wayang.runtime.owner import new_owner_id, owner_is_gone
 from wayang.runtime.records import finished_from_record, read_events, to_new_event
 from wayang.runtime.remote import RemoteTasks
 from wayang.runtime.slots import Slots
+from wayang.runtime.spill import Spill, StepSpilled
 from wayang.runtime.tasks import finished_message, task_spec, workspace_for
 from wayang.runtime.waits import WaitWatcher
 from wayang.runtime.workspaces import RunFolder, RunWorkspaces
@@ -117,6 +118,10 @@ class EngineSettings:
     # Where the tasks of runs without a workspace work, instead of the folder each run was
     # started in (a driver's: the run may have started on another host).
     work_in: str | None = None
+    # A driver's: its steps that its slots would not start within this long go to the queue
+    # for other workers (0: they wait), if a queue of ``worker_queues`` (runtime/spill.py).
+    spill_after_s: float = 0.0
+    worker_queues: tuple[str, ...] = ("default",)
 
 
 @dataclass(eq=False)
@@ -186,7 +191,7 @@ class Engine:
         self._on_events = on_events
         self._on_log = on_log
         self._workspaces = workspaces or RunWorkspaces()
-        self._slots = slots
+        self._spill = Spill(self, slots, self.settings.spill_after_s, self.settings.worker_queues)
         self._finishing: set[asyncio.Task[None]] = set()  # runs ended, their workspace closing
         self._runs: dict[str, _LiveRun] = {}
         self._waits = WaitWatcher(self)
@@ -241,6 +246,7 @@ class Engine:
         await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._lost_runs.close()
         self._hand_offs.close()
+        self._spill.close()
         committer = self._require_committer()
         committer.close()
         committer_task, *others = self._background
@@ -660,10 +666,14 @@ class Engine:
             self._feed(live, finished_message(command, result, started), finished=command.task_id)
             return
         try:
-            async with self._slot():
+            async with self._spill.slot(live, command):
                 if self._draining:  # waited for a slot past the drain's start: not started
                     return  # its row stays this engine's: whoever adopts the run next runs it
+                began = time.monotonic()
                 result = await self._executor.execute(spec, self._log_sink(live, spec))
+                self._spill.ran(time.monotonic() - began)
+        except StepSpilled:
+            return  # a worker runs it: its result comes in as any worker's (remote.py)
         except asyncio.CancelledError:
             result = TaskResult.failed("cancelled", self._clock() - started)
         except Exception as exc:  # an executor bug: the attempt fails, the engine goes on
@@ -675,10 +685,6 @@ class Engine:
         if ephemeral and not live.lost:
             await self._end_ephemeral(live, command, ephemeral, result.status != "succeeded")
         self._feed(live, finished_message(command, result, started), finished=command.task_id)
-
-    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """A slot of the worker's for the step (a driver's), or nothing to wait for."""
-        return _held(self._slots) if self._slots is not None else contextlib.nullcontext()
 
     def _workspace_kind(self, live: _LiveRun, command: DispatchTask) -> str:
         kind = str(command.payload.get("workspace") or "inherit")
@@ -965,15 +971,6 @@ class _Work:
             at=self.now,
             tenant=self.live.tenant,
         )
-
-
-@contextlib.asynccontextmanager
-async def _held(slots: Slots) -> AsyncIterator[None]:
-    await slots.hold()
-    try:
-        yield
-    finally:
-        slots.release()
 
 
 def _resolved(state: RunState) -> asyncio.Future[RunState]:

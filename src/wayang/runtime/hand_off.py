@@ -71,10 +71,11 @@ def driver_owner(worker_id: str) -> str:
 
 def runs_driven_by(worker_id: str, driven: Mapping[str, int]) -> int:
     """The unfinished runs the driver of ``worker_id`` holds, from ``Store.driven_runs``."""
-    return sum(count for owner, count in driven.items() if _worker_of(owner) == worker_id)
+    return sum(count for owner, count in driven.items() if worker_of_driver(owner) == worker_id)
 
 
-def _worker_of(driver: str) -> str:
+def worker_of_driver(driver: str) -> str:
+    """The worker id in a driver's owner id (see :func:`driver_owner`); empty if none."""
     parts = driver.removesuffix(DRIVER_SUFFIX).split(":", 3)  # host, pid, random, worker id
     return parts[3] if len(parts) == 4 else ""
 

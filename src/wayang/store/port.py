@@ -209,6 +209,16 @@ class Reported:
 
 
 @dataclass(frozen=True, slots=True)
+class SpilledTask:
+    """A task an engine leased to itself and has not started, sent to a queue for any worker
+    instead (:meth:`Store.spill_tasks`): where it waits, and what a worker must offer for it."""
+
+    task_id: str
+    queue: str
+    needs: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished task whose result the engine has not yet folded into the run's history."""
 
@@ -597,6 +607,7 @@ class Store(Protocol):
     ) -> Reported: ...
     def completions(self, run_id: str | None = None, limit: int = 1000) -> list[Completion]: ...
     def requeue_expired(self, now: float) -> int: ...
+    def spill_tasks(self, owner: str, tasks: Sequence[SpilledTask]) -> list[str]: ...
     def adopt_tasks(
         self, run_id: str, owner: str, now: float, lease_s: float
     ) -> list[ClaimedTask]: ...

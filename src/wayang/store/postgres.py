@@ -387,6 +387,9 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
     def _handed_back(self, conn: Connection) -> None:
         self._notify(conn, [runs_wakeup()])
 
+    def _tasks_queued(self, conn: Connection, queues: Sequence[str]) -> None:
+        self._notify(conn, [task_wakeup(queue) for queue in queues])
+
     def _notify(self, conn: Connection, payloads: Sequence[str]) -> None:
         """Tell listeners, once the transaction commits (see postgres_wakeups): one statement
         for all of ``payloads``, none for no payload."""

@@ -35,6 +35,7 @@ from wayang.store.port import (
     Reported,
     RunRecord,
     SignalRecord,
+    SpilledTask,
     StoredEvent,
     StoreError,
     TakenRun,
@@ -387,6 +388,32 @@ class SharedStatements:
         """Send claimed tasks whose lease ran out back to the queue; return how many."""
         with self._write() as conn:
             return int(conn.execute(self._sql["requeue_expired"], {"now": now}).rowcount)
+
+    def spill_tasks(self, owner: str, tasks: Sequence[SpilledTask]) -> list[str]:
+        """Send tasks ``owner`` leased to itself and has not started to their queues, for any
+        worker offering their ``needs``; return the ids of those moved (a task finished or
+        taken over meanwhile stays as it is). The queues' workers are woken at commit."""
+        with self._write() as conn:
+            with self._pipelined(conn):
+                sent = [
+                    conn.execute(
+                        self._sql["spill_task"],
+                        {
+                            "task_id": task.task_id,
+                            "owner": owner,
+                            "queue": task.queue,
+                            "needs": rows.to_json(sorted(task.needs)),
+                        },
+                    )
+                    for task in tasks
+                ]
+            moved = [task for task, cursor in zip(tasks, sent, strict=True) if cursor.rowcount == 1]
+            self._tasks_queued(conn, sorted({task.queue for task in moved}))
+        return [task.task_id for task in moved]
+
+    def _tasks_queued(self, conn: Any, queues: Sequence[str]) -> None:
+        """Tasks were queued in ``queues``, in ``conn``'s transaction: a store that can wake
+        their workers overrides this (PostgreSQL); elsewhere workers find them when they ask."""
 
     def adopt_tasks(self, run_id: str, owner: str, now: float, lease_s: float) -> list[ClaimedTask]:
         """Lease every open task of ``run_id`` (queued, or leased by anyone) to ``owner``."""

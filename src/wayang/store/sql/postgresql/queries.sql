@@ -421,6 +421,15 @@ SET lease_expires_at = :now
 FROM held
 WHERE tasks.task_id = held.task_id AND tasks.status = 'claimed';
 
+-- A task an engine leased to itself and has not started, queued for any worker instead (a
+-- driver's steps that would wait too long for its slots: runtime/spill.py). No worker ever
+-- held it, so no fencing token is spent on it yet.
+-- name: spill_task
+UPDATE tasks
+SET status = 'queued', owner = NULL, lease_expires_at = NULL, fencing_token = 0,
+    remote = true, queue = :queue, needs = :needs
+WHERE task_id = :task_id AND owner = :owner AND status = 'claimed' AND NOT remote;
+
 -- A task locked right now (being completed, or claimed) is passed by: its holder decides.
 -- name: requeue_expired
 WITH expired AS (

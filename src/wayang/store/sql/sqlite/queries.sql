@@ -276,6 +276,15 @@ UPDATE tasks
 SET lease_expires_at = :now
 WHERE owner = :owner AND status = 'claimed';
 
+-- A task an engine leased to itself and has not started, queued for any worker instead (a
+-- driver's steps that would wait too long for its slots: runtime/spill.py). No worker ever
+-- held it, so no fencing token is spent on it yet.
+-- name: spill_task
+UPDATE tasks
+SET status = 'queued', owner = NULL, lease_expires_at = NULL, fencing_token = 0,
+    remote = 1, queue = :queue, needs = :needs
+WHERE task_id = :task_id AND owner = :owner AND status = 'claimed' AND NOT remote;
+
 -- name: requeue_expired
 UPDATE tasks
 SET status = 'queued', owner = NULL, lease_expires_at = NULL
