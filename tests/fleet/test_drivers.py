@@ -147,7 +147,7 @@ def test_a_wide_run_spills_from_its_driver_to_the_other_drivers(
     """One run's 16 steps, each up to 0.6 s: the driver that takes the run keeps what its 2
     slots start within 50 ms and queues the rest (runtime/spill.py); the other driver runs
     them as a worker, and each effect is recorded once."""
-    server = fleet.server("server", "--hand-off", "--lease", "3", "--workers", "16")
+    server = fleet.server("server", "--hand-off", "--lease", "3")  # no bound: 16 at once
     args = ("--drive", "--slots", "2", "--spill-after", "0.05", "--lease", "3")
     drivers = [fleet.worker(f"driver-{i}", *args) for i in range(2)]
     wait_until(

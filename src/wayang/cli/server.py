@@ -38,7 +38,8 @@ from wayang.runtime.engine import EngineSettings
     "--workers",
     type=click.IntRange(1, 1024),
     default=None,
-    help="Step attempts run at once per run [default: the number of CPUs].",
+    help="Step attempts run at once per run [default: the number of CPUs; with --hand-off or "
+    "--no-tasks no bound, since the steps run on workers, each within its --slots].",
 )
 @click.option(
     "--tasks/--no-tasks",
@@ -155,7 +156,7 @@ def server(
             run_tasks=run_tasks,
             hand_off=hand_off,
         ),
-        parallel=workers or settings.parallel,
+        parallel=workers or (0 if hand_off or not run_tasks else settings.parallel),
     )
     listen = Listen(host, port, socket_path, read_token(None, token_file))
     limits = Limits(max_runs, max_runs_per_workflow, max_queued)

@@ -71,6 +71,7 @@ class CoreSettings:
     limits: Limits = field(default_factory=Limits)
     project: Path | None = None
     grace_s: float = 30.0
+    # Steps a run runs at once, at most (0: as many as are ready; workers' slots bound them).
     parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     retention_every_s: float = 0.0  # clean workspaces this often (server/retention.py); 0: never
 
@@ -405,8 +406,12 @@ class ServerCore:
         return await self._enqueue(request)
 
     def _parallel(self, requested: int | None) -> int:
-        """What a run may run at once: what it asks for, at most the server's ``--workers``."""
-        return min(requested or self.settings.parallel, self.settings.parallel)
+        """What a run may run at once: what it asks for, at most the server's ``--workers``
+        (0: no bound of the server's; a run asking for none then has none either)."""
+        cap = self.settings.parallel
+        if not cap:
+            return requested or 0
+        return min(requested or cap, cap)
 
     def list_runs(
         self,
