@@ -3,20 +3,21 @@
 A driver runs the steps of its runs in its worker's slots (slots.py). A run that fans out to
 more steps than the slots hold would start them a slot at a time, while other workers and
 drivers stand idle. So a driver with steps waiting keeps as many as its slots will start within
-``spill_after_s``, judged by how long its steps took lately, and sends the rest to their queue
-(:meth:`~wayang.store.port.Store.spill_tasks`), as it sends a step that needs what it lacks
-(remote.py). Any worker offering what they need takes them, this driver's own worker too once
-no step of its own waits for a slot, and the driver folds their results in as any engine does
-a worker's.
+``spill_after_s``, judged by how long its steps held a slot lately, and sends the rest to their
+queue (:meth:`~wayang.store.port.Store.spill_tasks`), as it sends a step that needs what it
+lacks (remote.py). Any worker offering what they need takes them, this driver's own worker too
+once no step of its own waits for a slot, and the driver folds their results in as any engine
+does a worker's.
 
-Quick steps stay: a step that holds its slot less than ``SPILL_MIN_STEP_S`` costs the fleet
+Quick steps stay. A step that holds its slot less than ``SPILL_MIN_STEP_S`` costs the fleet
 less run here than sent through the store, where a worker's task costs a claim, a result, a
-wake-up and a fold of its own (no-op steps held their slot 2.6 ms in a driver fanning out 1,000
-of them, and queueing the rest cost 30% of the rate; steps of 5 ms of CPU, 42 ms with 8 of
-them sharing the process). Nor does a step move while no other live worker serves its queue and
-offers what it needs: the trip through the store pays only when someone else runs it. A step moves
-only before it starts: it is taken out of the wait first, and goes back to it if the store did
-not move it (the store was away, or the task was finished meanwhile).
+wake-up and a fold of its own: no-op steps held their slot 2.6 ms in a driver fanning out 1,000
+of them, and queueing the rest cost 30% of the rate; steps of 5 ms of CPU held it 42 ms, eight
+of them sharing the process. Nor does a step move while no other live worker serves its queue
+and offers what it needs: the trip through the store pays only when someone else runs it.
+
+A step moves only before it starts. It is taken out of the wait first, and goes back to it if
+the store did not move it (the store was away, or the task was finished meanwhile).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ LOOK_EVERY_S = 0.02
 FLEET_FRESH_S = 1.0
 """How long what a driver read of the other workers holds before it reads again."""
 _RECENT = 0.2
-"""The weight of the latest step's time in the average (the last few dozen steps count)."""
+"""The weight of the latest step's time in the average (the last five or so count most)."""
 
 
 class StepSpilled(Exception):  # noqa: N818 -- not an error: the wait ends, the queue has it
