@@ -9,7 +9,6 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,17 +40,6 @@ needs = ["two"]
 run = "echo three"
 timeout = "30s"
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    if request.param == "postgresql":
-        location = str(request.getfixturevalue("postgres_url"))
-    else:
-        location = str(tmp_path / "wayang.db")
-    made = App(Settings(store=location, engine=FAST))
-    yield made
-    made.close()
 
 
 def driver(app: App, work_in: Path, drive_runs: int = 8) -> Engine:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 import wayang_test_steps as steps
 from runtime_helpers import FAST, start, write_workflow
-from wayang.app import App, Settings
+from wayang.app import App
 from wayang.engine.state import RunStatus
 from wayang.runtime.slots import Slots
 from wayang.runtime.worker import Worker, WorkerSettings, store_link
@@ -32,17 +30,6 @@ FANOUT = 'id = "wide"\n' + "".join(
 HELPER = WorkerSettings(
     slots=4, lease_s=5.0, heartbeat_every_s=0.2, idle_poll_s=0.05, wakeup_poll_s=0.2, drain_s=1.0
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    if request.param == "postgresql":
-        location = str(request.getfixturevalue("postgres_url"))
-    else:
-        location = str(tmp_path / "wayang.db")
-    made = App(Settings(store=location, engine=FAST))
-    yield made
-    made.close()
 
 
 @contextlib.asynccontextmanager

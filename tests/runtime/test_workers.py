@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from runtime_helpers import FAST, start, write_workflow
-from wayang.app import App, Settings
+from wayang.app import App
 from wayang.engine.state import RunState, RunStatus, StepStatus
 from wayang.executors.base import LogSink, TaskResult, TaskSpec
 from wayang.runtime.engine import Engine
@@ -26,20 +24,6 @@ from wayang.runtime.worker import Worker, WorkerSettings, store_link
 from wayang.store.port import WorkerRecord
 
 QUICK = WorkerSettings(lease_s=2.0, heartbeat_every_s=0.2, idle_poll_s=0.05, drain_s=1.0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(tmp_path / "wayang.db")
-
-
-@pytest.fixture
-def app(store_location: str) -> Iterator[App]:
-    made = App(Settings(store=store_location, engine=FAST))
-    yield made
-    made.close()
 
 
 @contextlib.asynccontextmanager
