@@ -94,14 +94,19 @@ class Spill:
         self._helpers: list[_Helper] = []
         self._outage = Outage(log, "queueing steps for other workers")
 
-    @contextlib.asynccontextmanager
-    async def slot(self, live: _LiveRun, command: DispatchTask) -> AsyncIterator[None]:
+    def slot(
+        self, live: _LiveRun, command: DispatchTask
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold one of the driver's slots while the step runs (nothing to hold for an engine
         that is no driver). Raises :class:`StepSpilled` if the step went to the queue."""
-        slots = self.slots
-        if slots is None:
-            yield
-            return
+        if self.slots is None:
+            return contextlib.nullcontext()  # an engine's every step: keep it cheap
+        return self._held(self.slots, live, command)
+
+    @contextlib.asynccontextmanager
+    async def _held(
+        self, slots: Slots, live: _LiveRun, command: DispatchTask
+    ) -> AsyncIterator[None]:
         if self.after_s and (slots.waiting or slots.free() <= 0):
             self._soon()
         await slots.hold(WaitingStep(live, command))
