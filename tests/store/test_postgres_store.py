@@ -299,6 +299,31 @@ def test_concurrent_completions_count_every_duplicate(store: PostgresStore) -> N
     assert store.duplicate_completions() == 5
 
 
+def test_a_pipelined_transaction_that_fails_halfway_leaves_nothing_behind(
+    postgres_server: str, postgres_schema: str
+) -> None:
+    """Group commits and workers' results send BEGIN, their statements and COMMIT without
+    waiting for each answer. One refused by the server after its run's version moved, or
+    stopped by an error in this process, commits nothing, and its connection (the pool's only
+    one) serves the next transaction."""
+    store = PostgresStore(url_for(postgres_server, postgres_schema, pool_max="1"))
+    try:
+        add_run(store, tasks=1)
+        taken = NewTask("r1-t0", "r1", "s", 1, "k9", {}, T0)  # the id of a task r1 has
+        clash = Append("r1", 1, [NewEvent("step_started", {})], tasks=[taken])
+        with pytest.raises(StoreError, match=r"r1-t0|duplicate"):
+            store.commit([clash], T0)
+        with pytest.raises(RuntimeError, match="stopped"), store._write(pipelined=True) as conn:
+            conn.execute("UPDATE runs SET status = 'failed' WHERE run_id = 'r1'")
+            raise RuntimeError("stopped halfway")
+        assert [e.type for e in store.load_history("r1")] == ["run_started"]
+        assert store.get_run("r1").status == "running"  # type: ignore[union-attr]
+        store.commit([Append("r1", 1, [NewEvent("step_started", {})])], T0)
+        assert [e.type for e in store.load_history("r1")] == ["run_started", "step_started"]
+    finally:
+        store.close()
+
+
 def test_the_pool_never_opens_more_than_pool_max_connections(
     postgres_server: str, postgres_schema: str
 ) -> None:
@@ -356,8 +381,8 @@ class SlowCommits(PostgresStore):
     which a later seq can commit before an earlier one, if nothing orders them."""
 
     @contextmanager
-    def _write(self, locks: Any = ()) -> Iterator[Connection]:
-        with super()._write(locks) as conn:
+    def _write(self, locks: Any = (), *, pipelined: bool = False) -> Iterator[Connection]:
+        with super()._write(locks, pipelined=pipelined) as conn:
             yield conn
             time.sleep(random.random() * 0.004)
 

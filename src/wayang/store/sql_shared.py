@@ -340,7 +340,7 @@ class SharedStatements:
             with self._pipelined(conn):
                 sent = [self._send_completion(conn, done, now) for done in results]
                 claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
-            counted = [cursor.rowcount == 1 for cursor in sent]
+            counted = [self._counted(cursor) for cursor in sent]
             for _ in range(counted.count(False)):
                 conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
         return Reported(counted, claimed)
@@ -351,7 +351,8 @@ class SharedStatements:
         return contextlib.nullcontext()
 
     def _send_completion(self, conn: Any, done: FencedResult, now: float) -> Any:
-        """Send the result's completion; the cursor's ``rowcount`` says whether it counted."""
+        """Send the result's completion; :meth:`_counted` reads from the cursor whether it
+        counted."""
         params = {
             "task_id": done.task_id,
             "fencing_token": done.fencing_token,
@@ -360,6 +361,10 @@ class SharedStatements:
             **self._completion_params,
         }
         return conn.execute(self._sql["complete_task"], params)
+
+    def _counted(self, sent: Any) -> bool:
+        """Whether the completion sent on cursor ``sent`` counted (its token was current)."""
+        return bool(sent.rowcount == 1)
 
     def _completing(
         self, logs: Sequence[LogLine], claim: ClaimRequest | None

@@ -43,7 +43,7 @@ SELECT pg_advisory_xact_lock(lock_key) FROM unnest(:keys::bigint[]) AS lock_key;
 
 -- ---------------------------------------------------------------------------------- runs
 
--- ON CONFLICT DO NOTHING: the caller learns of an existing run from the row count.
+-- ON CONFLICT DO NOTHING: the caller learns of an existing run from the empty answer.
 -- name: insert_run
 INSERT INTO runs (
     run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
@@ -53,7 +53,8 @@ VALUES (
     :run_id, :tenant, :workflow_id, :status, 0, :spec, :created_at, :updated_at, :owner,
     :lease_expires_at
 )
-ON CONFLICT (run_id) DO NOTHING;
+ON CONFLICT (run_id) DO NOTHING
+RETURNING run_id;
 
 -- Several runs created by one group commit, in one statement; a run missing from the answer
 -- existed already.
