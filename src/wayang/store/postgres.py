@@ -51,9 +51,11 @@ from wayang.store.port import (
     Append,
     ClaimRequest,
     ConcurrencyError,
+    FencedResult,
     LogLine,
     NewSignal,
     NewTopicMessage,
+    Reported,
     RunRecord,
     StoreError,
     runs_wakeup,
@@ -133,40 +135,56 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         """One write transaction; any exception rolls all of it back.
 
         ``locks`` are advisory lock keys taken first, in key order (see the module docstring).
-        ``pipelined``: sent as :meth:`_pipelined_transaction` sends it.
+        ``pipelined``: sent as :meth:`_pipelined_write` sends it.
         """
+        if pipelined:
+            with self._pipelined_write(locks) as (conn, _):
+                yield conn
+            return
         progress = _Progress()
-        with (
-            self._translated(progress),
-            self._pool.connection() as conn,
-            self._pipelined_transaction(conn) if pipelined else conn.transaction(),
-        ):
-            keys = sorted(set(locks))
-            if keys:
-                conn.execute(self._sql["take_locks"], {"keys": keys})
+        with self._translated(progress), self._pool.connection() as conn, conn.transaction():
+            self._take_locks(conn, locks)
             yield conn
-            progress.committing = True  # the body is done: what follows sends COMMIT
+            progress.committing = True  # the body is done: leaving the block sends COMMIT
 
-    @staticmethod
     @contextmanager
-    def _pipelined_transaction(conn: Connection) -> Iterator[None]:
-        """A transaction whose ``BEGIN`` goes with the statements up to the first answer the
-        body reads, and whose ``COMMIT`` with the statements after that: two round trips for
-        a group commit, where ``conn.transaction()`` takes four (psycopg syncs around its
-        ``BEGIN`` and its ``COMMIT``), and less of the driver's work in this process.
+    def _pipelined_write(
+        self, locks: Iterable[int]
+    ) -> Iterator[tuple[Connection, Callable[[], None]]]:
+        """A write transaction sent without waiting for each answer: ``BEGIN`` goes with the
+        statements up to the first answer the body reads, and ``COMMIT`` with the statements
+        after that. A group commit takes two round trips, where ``conn.transaction()`` takes
+        four (psycopg waits on its ``BEGIN`` and on its ``COMMIT``), and less of the driver's
+        work in this process.
 
-        The body must fetch what it needs to know (a ``rowcount`` is not in before the
+        The body gets the connection and ``commit``, which sends ``COMMIT`` now: what the body
+        reads after it comes with it, in the same round trip (otherwise leaving the block sends
+        it). The body must fetch what it needs to know (a ``rowcount`` is not in before the
         server's answer) and copy nothing (COPY cannot be pipelined)."""
-        try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                yield
-                conn.execute("COMMIT")
-        finally:
-            # The body raised, or the server refused a statement: the transaction is still
-            # open or has failed. Nothing of it is committed; this ends it.
-            if conn.info.transaction_status in _UNFINISHED:
-                conn.rollback()
+        progress = _Progress()
+        with self._translated(progress), self._pool.connection() as conn:
+
+            def commit() -> None:
+                if not progress.committing:
+                    progress.committing = True
+                    conn.execute("COMMIT")
+
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    self._take_locks(conn, locks)
+                    yield conn, commit
+                    commit()
+            finally:
+                # The body raised before COMMIT, or the server refused a statement: the
+                # transaction is still open or has failed. Nothing of it is committed.
+                if conn.info.transaction_status in _UNFINISHED:
+                    conn.rollback()
+
+    def _take_locks(self, conn: Connection, locks: Iterable[int]) -> None:
+        keys = sorted(set(locks))
+        if keys:
+            conn.execute(self._sql["take_locks"], {"keys": keys})
 
     def _text_array(self, values: list[str]) -> Any:
         return values
@@ -422,18 +440,31 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         if payloads:
             conn.execute(self._sql["notify"], {"channel": self.channel, "payloads": payloads})
 
-    def _completing(
-        self, logs: Sequence[LogLine], claim: ClaimRequest | None
-    ) -> AbstractContextManager[Connection]:
+    def complete_many(
+        self,
+        results: Sequence[FencedResult],
+        now: float,
+        logs: Sequence[LogLine] = (),
+        *,
+        then_claim: ClaimRequest | None = None,
+    ) -> Reported:
+        """As the shared one (see :meth:`SharedStatements.complete_many`), in one round trip:
+        each refused completion is counted by the statement that refuses it, and what was
+        counted and claimed is read once ``COMMIT`` is on its way with the rest."""
+        claiming = then_claim is not None and then_claim.limit > 0
+        if not results and not logs and not claiming:
+            return Reported([], [])
         locks = self._log_locks(logs)
-        if claim is not None and claim.max_running is not None:
-            locks.append(lock_key("queue", self.schema, claim.queue))
-        return self._write(locks, pipelined=True)
-
-    def _counted(self, sent: psycopg.Cursor[Any]) -> bool:
-        # complete_task answers one row if the completion counted, none if not. Fetching it
-        # (not reading a rowcount) lets the answer come in a pipelined transaction.
-        return sent.fetchone() is not None
+        if then_claim is not None and claiming and then_claim.max_running is not None:
+            locks.append(lock_key("queue", self.schema, then_claim.queue))
+        with self._pipelined_write(locks) as (conn, commit):
+            self._insert_logs(conn, logs)
+            sent = [self._send_completion(conn, done, now) for done in results]
+            claim = self._send_claim(conn, then_claim, now) if then_claim and claiming else None
+            commit()
+            # complete_task answers one row for a completion that counted, none otherwise
+            counted = [cursor.fetchone() is not None for cursor in sent]
+            return Reported(counted, self._claimed(claim))
 
     def _insert_logs(self, conn: Connection, logs: Sequence[LogLine]) -> None:
         self._many(conn, "insert_log", map(log_params, logs))

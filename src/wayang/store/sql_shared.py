@@ -273,12 +273,17 @@ class SharedStatements:
 
     def _claim_in(self, conn: Any, request: ClaimRequest, now: float) -> list[ClaimedTask]:
         """Within a transaction (holding the queue's lock if ``max_running`` is set): claim."""
+        return self._claimed(self._send_claim(conn, request, now))
+
+    def _send_claim(self, conn: Any, request: ClaimRequest, now: float) -> Any:
+        """Send the claim (within a transaction, as :meth:`_claim_in`); its cursor, for
+        :meth:`_claimed`, or None if there is no room to claim anything."""
         limit, queue = request.limit, request.queue
         if request.max_running is not None:
             running = conn.execute(self._sql["queue_running"], {"queue": queue}).fetchone()
             limit = min(limit, request.max_running - int(running[0]))
         if limit <= 0:
-            return []
+            return None
         params = {
             "owner": request.owner,
             "now": now,
@@ -289,7 +294,14 @@ class SharedStatements:
             "offers": self._text_array(sorted(request.offers or ())),
             "max_claims": request.max_claims,
         }
-        claimed = conn.execute(self._sql["claim_tasks"], params).fetchall()
+        return conn.execute(self._sql["claim_tasks"], params)
+
+    @staticmethod
+    def _claimed(sent: Any) -> list[ClaimedTask]:
+        """The tasks the claim sent on cursor ``sent`` took, oldest first."""
+        if sent is None:
+            return []
+        claimed = sent.fetchall()
         claimed.sort(key=_by_available_at)
         return [rows.read_claimed(row) for row in claimed]
 
@@ -329,18 +341,16 @@ class SharedStatements:
         """Record several results and ``logs`` in one transaction, and (``then_claim``) claim
         more tasks in it: whether each result counted (its token was current; a stale one is
         counted as a duplicate) and what was claimed. A worker's results that end together,
-        and the tasks that take their slots, cost one commit, and its engine one wake-up."""
+        and the tasks that take their slots, cost one commit, and its engine one wake-up.
+        (PostgreSQL has its own, which sends all of it in one round trip.)"""
         claiming = then_claim is not None and then_claim.limit > 0
         if not results and not logs and not claiming:
             return Reported([], [])
-        with self._completing(logs, then_claim if claiming else None) as conn:
+        with self._write() as conn:
             self._insert_logs(conn, logs)
-            # Every statement sent before any answer is read (PostgreSQL: one pipeline); a
-            # completion's answer, whether it counted, is read once the claim's is in.
-            with self._pipelined(conn):
-                sent = [self._send_completion(conn, done, now) for done in results]
-                claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
-            counted = [self._counted(cursor) for cursor in sent]
+            sent = [self._send_completion(conn, done, now) for done in results]
+            claimed = self._claim_in(conn, then_claim, now) if then_claim and claiming else []
+            counted = [cursor.rowcount == 1 for cursor in sent]
             for _ in range(counted.count(False)):
                 conn.execute(self._sql["bump_counter"], {"name": DUPLICATE_COMPLETIONS})
         return Reported(counted, claimed)
@@ -351,8 +361,7 @@ class SharedStatements:
         return contextlib.nullcontext()
 
     def _send_completion(self, conn: Any, done: FencedResult, now: float) -> Any:
-        """Send the result's completion; :meth:`_counted` reads from the cursor whether it
-        counted."""
+        """Send the result's completion; the cursor's ``rowcount`` says whether it counted."""
         params = {
             "task_id": done.task_id,
             "fencing_token": done.fencing_token,
@@ -361,17 +370,6 @@ class SharedStatements:
             **self._completion_params,
         }
         return conn.execute(self._sql["complete_task"], params)
-
-    def _counted(self, sent: Any) -> bool:
-        """Whether the completion sent on cursor ``sent`` counted (its token was current)."""
-        return bool(sent.rowcount == 1)
-
-    def _completing(
-        self, logs: Sequence[LogLine], claim: ClaimRequest | None
-    ) -> AbstractContextManager[Any]:
-        """The write transaction of :meth:`complete_many` (PostgreSQL: with the locks of the
-        logs' runs, and the queue's when the claim keeps to ``max_running``)."""
-        return self._write()
 
     def _insert_logs(self, conn: Any, logs: Sequence[LogLine]) -> None:
         """Within a transaction: store ``logs``."""

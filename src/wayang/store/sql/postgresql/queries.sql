@@ -342,13 +342,19 @@ WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_tok
 
 -- The fencing token makes the first completion win and rejects a stale worker's. The engine
 -- driving the task's run hears of it (a wake-up, sent once however many of its tasks a
--- transaction completes), in the same statement: one round trip, not two. A row if it counted.
+-- transaction completes), in the same statement: one round trip, not two. A row if it counted;
+-- if not, the statement counts the refusal itself (duplicate_completions), so nothing waits for
+-- its answer before COMMIT.
 -- name: complete_task
 WITH done AS (
     UPDATE tasks
     SET status = 'completed', result = :result, completed_at = :now, lease_expires_at = NULL
     WHERE task_id = :task_id AND status = 'claimed' AND fencing_token = :fencing_token
     RETURNING run_id
+), refused AS (
+    INSERT INTO counters (name, value)
+    SELECT 'duplicate_completions', 1 WHERE NOT EXISTS (SELECT FROM done)
+    ON CONFLICT (name) DO UPDATE SET value = counters.value + 1
 )
 SELECT (
     SELECT pg_notify(:channel, 'completion:' || r.owner)
