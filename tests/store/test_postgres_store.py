@@ -180,7 +180,7 @@ def test_eight_stores_opening_a_new_schema_at_once_migrate_it_once(
             s.close()
 
 
-def _catalog(conn: Connection, schema: str) -> tuple[list[Any], list[Any]]:
+def _catalog(conn: Connection, schema: str) -> tuple[list[Any], list[Any], list[Any]]:
     columns = conn.execute(
         "SELECT table_name, column_name, data_type, is_nullable, column_default,"
         " collation_name, is_identity FROM information_schema.columns"
@@ -192,7 +192,12 @@ def _catalog(conn: Connection, schema: str) -> tuple[list[Any], list[Any]]:
         " WHERE schemaname = %s ORDER BY indexname",
         [schema, schema],
     ).fetchall()
-    return columns, indexes
+    functions = conn.execute(
+        "SELECT p.proname, pg_get_function_identity_arguments(p.oid), p.prosrc FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1, 2",
+        [schema],
+    ).fetchall()
+    return columns, indexes, functions
 
 
 def test_schema_file_and_migrations_give_the_same_schema(postgres_server: str) -> None:
@@ -208,7 +213,9 @@ def test_schema_file_and_migrations_give_the_same_schema(postgres_server: str) -
                 ensure_schema(conn, target, schema)
         with admin(postgres_server) as conn:
             assert _catalog(conn, names[0]) == _catalog(conn, names[1])
-            assert _catalog(conn, names[0])[0]  # not two empty schemas
+            columns, _, functions = _catalog(conn, names[0])
+            assert columns  # not two empty schemas
+            assert [name for name, _, _ in functions] == ["advance_runs"]
     finally:
         with admin(postgres_server) as conn:
             for name in names:
@@ -252,7 +259,8 @@ def test_a_newer_store_is_refused(
     PostgresStore(postgres_url).close()
     with admin(postgres_server) as conn:
         conn.execute(f"INSERT INTO {postgres_schema}.wayang_schema (version) VALUES (99)")
-    with pytest.raises(StoreError, match=r"newer Wayang \(schema 99, this one knows 2\)"):
+    known = sql_files.latest_version(DIALECT)
+    with pytest.raises(StoreError, match=rf"newer Wayang \(schema 99, this one knows {known}\)"):
         PostgresStore(postgres_url)
 
 

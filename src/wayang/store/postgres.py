@@ -245,17 +245,12 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self._insert_runs(conn, creates)
         handed_off = any(a.create is not None and a.create.owner == HANDED_OFF for a in creates)
         moves = sorted(rows.by_run(appends), key=_by_key)
-        tenants = self._advance_all(conn, moves, now)
-        # What follows reads no result: it goes with the COMMIT (see _pipelined_transaction).
-        self._apply_rows(conn, appends, now, tenants, handed_off)
+        self._advance_all(conn, moves, now)
+        # What follows reads no result: it goes with the COMMIT (see _pipelined_write).
+        self._apply_rows(conn, appends, now, handed_off)
 
     def _apply_rows(
-        self,
-        conn: Connection,
-        appends: Sequence[Append],
-        now: float,
-        tenants: dict[str, str],
-        handed_off: bool,
+        self, conn: Connection, appends: Sequence[Append], now: float, handed_off: bool
     ) -> None:
         """The rows of a group whose runs were advanced: tasks, wake-ups, timers, finished
         tasks, answers, events."""
@@ -275,8 +270,17 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
         self._insert_rows(conn, appends, now, done_here)
         answers = [row for append in appends for row in rows.answer_params(append, now)]
         self._many(conn, "answer_signal", sorted(answers, key=itemgetter("seq")))
-        events = [row for a in appends for row in rows.event_params(a, tenants[a.run_id], now)]
+        # An INSERT takes each event's tenant from its run; COPY must be told it.
+        events = [row for append in appends for row in rows.event_params(append, "", now)]
+        if len(events) > COPY_FROM_ROWS:
+            tenants = self._tenants(conn, sorted({append.run_id for append in appends}))
+            for event in events:
+                event["tenant"] = tenants[event["run_id"]]
         self._insert(conn, "event", events, _EVENT_COLUMNS)
+
+    def _tenants(self, conn: Connection, run_ids: list[str]) -> dict[str, str]:
+        found = conn.execute(self._sql["run_tenants"], {"run_ids": run_ids})
+        return {str(run_id): str(tenant) for run_id, tenant in found}
 
     def _insert_tasks(self, conn: Connection, appends: Sequence[Append], now: float) -> set[str]:
         """Insert the group's new tasks. Those the group also finishes (a chain's steps, each
@@ -379,52 +383,18 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
 
     def _advance_all(
         self, conn: Connection, moves: list[tuple[str, rows.VersionMove]], now: float
-    ) -> dict[str, str]:
-        """Check and move every run's version (``moves`` in id order); each run's tenant.
-
-        One run takes one statement; several take two whatever their number (a lock in id
-        order, then one update), instead of one round trip each."""
-        if len(moves) == 1:
-            run_id, move = moves[0]
-            return {run_id: self._advance(conn, move, now)}
-        run_ids = [run_id for run_id, _ in moves]
-        conn.execute(self._sql["lock_runs"], {"run_ids": run_ids})
+    ) -> None:
+        """Check and move every run's version (``moves`` in id order), in one statement that
+        fails the transaction if one is not at its expected version (``advance_runs``: a
+        :class:`ConcurrencyError` once translated). Nothing waits for its answer."""
         params = {
-            "run_ids": run_ids,
+            "run_ids": [run_id for run_id, _ in moves],
             "expected_versions": [move.first.expected_version for _, move in moves],
             "new_versions": [move.version for _, move in moves],
             "statuses": [move.status for _, move in moves],
             "now": now,
         }
-        tenants = {str(r): str(t) for r, t in conn.execute(self._sql["advance_runs"], params)}
-        for run_id, move in moves:
-            if run_id not in tenants:
-                raise self._conflict(conn, move.first)
-        return tenants
-
-    def _advance(self, conn: Connection, moves: rows.VersionMove, now: float) -> str:
-        """Check and move the run's version in one statement; return the run's tenant."""
-        params = {
-            "run_id": moves.first.run_id,
-            "expected_version": moves.first.expected_version,
-            "new_version": moves.version,
-            "status": moves.status,
-            "now": now,
-        }
-        row = conn.execute(self._sql["advance_run"], params).fetchone()
-        if row is None:
-            raise self._conflict(conn, moves.first)
-        return str(row[0])
-
-    def _conflict(self, conn: Connection, append: Append) -> StoreError:
-        found = conn.execute(self._sql["run_version"], {"run_id": append.run_id}).fetchone()
-        if found is None:
-            return StoreError(f"run {append.run_id} does not exist; create it with create_run")
-        return ConcurrencyError(
-            f"run {append.run_id} is at version {found[0]}, but the append expected "
-            f"{append.expected_version}: another writer got there first; reload its history",
-            append.run_id,
-        )
+        conn.execute(self._sql["advance_runs"], params)
 
     # ------------------------------------------------------------------ tasks and wake-ups
 

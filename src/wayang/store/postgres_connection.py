@@ -37,7 +37,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from wayang.store import rows, sql_files
-from wayang.store.port import LogLine, StoreError, StoreUnavailableError
+from wayang.store.port import ConcurrencyError, LogLine, StoreError, StoreUnavailableError
 
 DIALECT = "postgresql"
 SCHEMES = ("postgresql", "postgres")
@@ -345,6 +345,10 @@ def connect_error(exc: psycopg.Error, target: Target) -> StoreError:
     return StoreError(f"cannot connect to PostgreSQL at {where}: {detail}")
 
 
+# What advance_runs (schema.sql) raises: a run not at the version a commit expected, or no run.
+STALE_RUN_VERSION = "WYV01"
+_RUN_VERSION_STATES = (STALE_RUN_VERSION, "WYR01")
+
 # Driver and pool errors, most specific first, and what to tell the user.
 _MESSAGES: tuple[tuple[type[BaseException], str], ...] = (
     (PoolClosed, "the store {where} is closed"),
@@ -396,6 +400,12 @@ def translate(exc: BaseException, where: str, *, committing: bool = False) -> St
     """Turn a driver or pool error into a :class:`StoreError` that says what happened: a
     :class:`StoreUnavailableError` when trying again later may work, in doubt when the
     connection was lost while ``committing``."""
+    if isinstance(exc, psycopg.Error) and exc.sqlstate in _RUN_VERSION_STATES:
+        # advance_runs refused a group commit: its message is the user's, its detail the run
+        message, run_id = exc.diag.message_primary or "", exc.diag.message_detail or ""
+        if exc.sqlstate == STALE_RUN_VERSION:
+            return ConcurrencyError(message, run_id)
+        return StoreError(message)
     detail = _first_line(exc)
     message = next(
         (template for kind, template in _MESSAGES if isinstance(exc, kind)),

@@ -75,31 +75,17 @@ FROM unnest(
 ON CONFLICT (run_id) DO NOTHING
 RETURNING run_id;
 
--- Checks the expected version and moves it on in one statement; no row back means a conflict.
--- The row lock it takes lasts until commit, so a run's events commit in seq order.
--- name: advance_run
-UPDATE runs
-SET version = :new_version, updated_at = :now, status = coalesce(:status::text, status)
-WHERE run_id = :run_id AND version = :expected_version
-RETURNING tenant;
-
--- Several runs of one group commit: first locked in id order (two groups touching the same runs
--- wait for each other instead of deadlocking), then each moved if at its expected version. A run
--- missing from the answer did not match: the caller finds out why.
--- name: lock_runs
-SELECT run_id FROM runs
-WHERE run_id = ANY(:run_ids::text[])
-ORDER BY run_id
-FOR UPDATE;
-
+-- A group commit's runs: checked at their expected versions and moved on, or the transaction
+-- fails (advance_runs in schema.sql). Nothing comes back, so nothing waits for it.
 -- name: advance_runs
-UPDATE runs AS r
-SET version = m.new_version, updated_at = :now, status = coalesce(m.status, r.status)
-FROM unnest(
-    :run_ids::text[], :expected_versions::bigint[], :new_versions::bigint[], :statuses::text[]
-) AS m (run_id, expected_version, new_version, status)
-WHERE r.run_id = m.run_id COLLATE "C" AND r.version = m.expected_version
-RETURNING r.run_id, r.tenant;
+SELECT advance_runs(
+    :run_ids::text[], :expected_versions::bigint[], :new_versions::bigint[], :statuses::text[],
+    :now
+);
+
+-- The tenants of a group commit's runs, for events copied in (COPY names every column).
+-- name: run_tenants
+SELECT run_id, tenant FROM runs WHERE run_id = ANY(:run_ids::text[]);
 
 -- name: run_version
 SELECT version FROM runs WHERE run_id = :run_id;
@@ -249,10 +235,11 @@ WHERE run_id = ANY(:run_ids::text[]);
 -- ---------------------------------------------------------------------------------- events
 
 -- A group commit's events: an INSERT a row when they are few, copied in when they are many
--- (COPY costs two round trips, but far less work for the server a row).
+-- (COPY costs two round trips, but far less work for the server a row). An INSERT takes the
+-- event's tenant from its run, so the commit need not read it first.
 -- name: insert_event
 INSERT INTO events (run_id, seq, tenant, type, data, version, at)
-VALUES (:run_id, :seq, :tenant, :type, :data, :version, :at);
+SELECT :run_id, :seq, tenant, :type, :data, :version, :at FROM runs WHERE run_id = :run_id;
 
 -- name: copy_events
 COPY events (run_id, seq, tenant, type, data, version, at) FROM STDIN
