@@ -9,8 +9,11 @@ COMMITTED. The statements are written so that this is enough:
 * Claims (tasks, deliveries) lock what they take with ``FOR UPDATE SKIP LOCKED``: claimers never
   wait on each other and never take a task twice. Fencing tokens work as on SQLite: only the
   current token completes a task, and rejected completions are counted.
-* An append checks and moves its run's version in one ``UPDATE``; the row lock it takes orders
+* An append checks and moves its run's version in one statement (``advance_runs``, a function
+  of the schema that fails the transaction on a stale version); the row lock it takes orders
   the run's writers, so a run's events commit in seq order and ``load_history`` never skips.
+* The writes on a step's path (a group commit, a worker's results and next claim) are sent
+  pipelined, ``BEGIN`` to ``COMMIT``, in one round trip (:meth:`PostgresStore._pipelined_write`).
 * Rows that several transactions may change together are locked in id order (runs, then tasks,
   each sorted), so two transactions never wait on each other in a circle.
 * Seqs that readers page by with a cursor come from sequences, which hand numbers out at insert,

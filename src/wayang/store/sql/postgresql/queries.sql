@@ -87,9 +87,6 @@ SELECT advance_runs(
 -- name: run_tenants
 SELECT run_id, tenant FROM runs WHERE run_id = ANY(:run_ids::text[]);
 
--- name: run_version
-SELECT version FROM runs WHERE run_id = :run_id;
-
 -- name: get_run
 SELECT run_id, tenant, workflow_id, status, version, spec, created_at, updated_at, owner,
     lease_expires_at
