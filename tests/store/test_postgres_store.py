@@ -6,6 +6,7 @@ Every test runs against the real server of ``conftest.py`` in a schema of its ow
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import secrets
@@ -22,6 +23,7 @@ import pytest
 from wayang.store import open_store, sql_files
 from wayang.store.port import (
     Append,
+    ConcurrencyError,
     FanOut,
     LogLine,
     NewEvent,
@@ -330,6 +332,19 @@ def test_a_pipelined_transaction_that_fails_halfway_leaves_nothing_behind(
         assert [e.type for e in store.load_history("r1")] == ["run_started", "step_started"]
     finally:
         store.close()
+
+
+def test_a_stale_commit_is_a_concurrency_error_and_logs_nothing(
+    store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two engines racing for a run is an expected outcome: the loser gets ConcurrencyError
+    (raised by the schema's advance_runs), and the driver logs no aborted pipeline for it."""
+    add_run(store)
+    for attempt in range(20):
+        with pytest.raises(ConcurrencyError, match="at version 1, but the append expected 0"):
+            store.commit([Append("r1", 0, [NewEvent("late", {"n": attempt})])], T0)
+    assert [e.type for e in store.load_history("r1")] == ["run_started"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_the_pool_never_opens_more_than_pool_max_connections(

@@ -173,11 +173,20 @@ class PostgresStore(DeliveriesMixin, SharedStatements):
                     conn.execute("COMMIT")
 
             try:
-                with conn.pipeline():
+                with conn.pipeline() as pipeline:
                     conn.execute("BEGIN")
                     self._take_locks(conn, locks)
-                    yield conn, commit
-                    commit()
+                    try:
+                        yield conn, commit
+                        commit()
+                    except BaseException:
+                        # Take in what the server answered before the pipeline ends: left
+                        # to the end of the block, an aborted pipeline is logged as a
+                        # warning (psycopg's) on top of the error raised here (a stale
+                        # version's ConcurrencyError, an expected outcome).
+                        with contextlib.suppress(psycopg.Error):
+                            pipeline.sync()
+                        raise
             finally:
                 # The body raised before COMMIT, or the server refused a statement: the
                 # transaction is still open or has failed. Nothing of it is committed.
