@@ -361,7 +361,8 @@ class SharedStatements:
         return contextlib.nullcontext()
 
     def _send_completion(self, conn: Any, done: FencedResult, now: float) -> Any:
-        """Send the result's completion; the cursor's ``rowcount`` says whether it counted."""
+        """Send the result's completion; its cursor says whether it counted (SQLite: its
+        ``rowcount``; PostgreSQL: the row it answers)."""
         params = {
             "task_id": done.task_id,
             "fencing_token": done.fencing_token,

@@ -589,10 +589,6 @@ SELECT coalesce(max(seq), 0) FROM topic_messages;
 
 -- ---------------------------------------------------------------------------------- counters
 
--- name: bump_counter
-INSERT INTO counters (name, value) VALUES (:name, 1)
-ON CONFLICT (name) DO UPDATE SET value = counters.value + 1;
-
 -- name: read_counter
 SELECT value FROM counters WHERE name = :name;
 
