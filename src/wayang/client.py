@@ -469,6 +469,7 @@ class HttpWorkerLink:
             done=beat.done,
             failed=beat.failed,
             lease_s=lease_s,
+            tasks=list(beat.tasks) if beat.tasks is not None else None,
         )
         return self._call(self.client.heartbeat_worker, said).held
 

@@ -455,6 +455,11 @@ class WorkerHeartbeat(Ask):
     done: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
     lease_s: float = Field(gt=0, le=MAX_LEASE_S)
+    tasks: list[str] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="the tasks it runs: only their leases are renewed (absent: all it holds)",
+    )
 
 
 class HeldTasks(Reply):

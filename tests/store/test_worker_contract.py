@@ -225,6 +225,19 @@ def test_a_worker_registers_heartbeats_and_holds_its_tasks(store: ContractStore)
     assert claimed[0].fencing_token == 1
 
 
+def test_a_heartbeat_renews_only_the_tasks_the_worker_says_it_runs(store: ContractStore) -> None:
+    """A claim whose answer a lost connection swallowed leaves the worker holding a task it
+    never heard of: its heartbeats must not keep that task for ever."""
+    store.register_worker(worker())
+    new_run(store, tasks=(placed("t1", "cap:shell"), placed("t2", "cap:shell", at=T0 + 1)))
+    store.claim("w1", T0 + 1, 10.0, limit=2, offers={"cap:shell"})
+    beat = WorkerBeat("w1", "running", 1, 0, 0, tasks=("t1",))
+    assert sorted(store.heartbeat_worker(beat, T0 + 8, 10.0)) == ["t1", "t2"]
+    # t2's lease ran out at T0 + 11 (claimed at T0 + 1 for 10 s); t1's runs to T0 + 18.
+    assert ids(store.claim("w2", T0 + 12, 10.0, limit=2, offers={"cap:shell"})) == ["t2"]
+    assert store.heartbeat_worker(beat, T0 + 13, 10.0) == ["t1"]
+
+
 def test_registering_again_updates_the_record_and_old_workers_are_forgotten(
     store: ContractStore,
 ) -> None:

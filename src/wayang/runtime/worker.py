@@ -499,6 +499,7 @@ class Worker:
             len(self._running) + self.slots.driven,  # its driver's steps hold slots too
             self.counts.done,
             self.counts.failed,
+            tuple(self._running),
         )
         found: list[str] = await self._call(
             self.link.heartbeat_worker, beat, self._clock(), self.settings.lease_s

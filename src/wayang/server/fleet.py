@@ -160,7 +160,8 @@ class Fleet:
         return wire.WorkerRegistered(worker_id=hello.worker_id, registered_at=iso(now) or "")
 
     async def heartbeat(self, beat: wire.WorkerHeartbeat) -> wire.HeldTasks:
-        said = WorkerBeat(beat.worker_id, beat.state, beat.running, beat.done, beat.failed)
+        tasks = tuple(beat.tasks) if beat.tasks is not None else None
+        said = WorkerBeat(beat.worker_id, beat.state, beat.running, beat.done, beat.failed, tasks)
         held = await self._store(self.store.heartbeat_worker, said, self._clock(), beat.lease_s)
         return wire.HeldTasks(held=held)
 

@@ -157,13 +157,17 @@ class WorkerRecord:
 
 @dataclass(frozen=True, slots=True)
 class WorkerBeat:
-    """A worker's heartbeat: its state and counts now."""
+    """A worker's heartbeat: its state and counts now, and (``tasks``) the ids of the tasks it
+    runs. Only those tasks' leases are renewed: a task the store says it claimed but it never
+    heard of (a claim whose answer a lost connection swallowed) lapses and is claimed again.
+    None renews every task it holds (a worker that does not say)."""
 
     worker_id: str
     state: str
     running: int
     done: int
     failed: int
+    tasks: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -465,9 +465,10 @@ class SharedStatements:
             conn.execute(self._sql["lapse_worker_tasks"], lapse)
 
     def heartbeat_worker(self, beat: WorkerBeat, now: float, lease_s: float) -> list[str]:
-        """Note the worker alive, extend the leases of its tasks, and return the ids of the
-        tasks it still holds: a task it runs that is not among them was taken from it (its
-        run was cancelled, or its lease lapsed and another worker has it)."""
+        """Note the worker alive, extend the leases of the tasks it runs (``beat.tasks``; all it
+        holds if None), and return the ids of the tasks it still holds: a task it runs that is
+        not among them was taken from it (its run was cancelled, or its lease lapsed and
+        another worker has it)."""
         params = {
             "worker_id": beat.worker_id,
             "now": now,
@@ -476,7 +477,12 @@ class SharedStatements:
             "done": beat.done,
             "failed": beat.failed,
         }
-        lease = {"owner": beat.worker_id, "lease_expires_at": now + lease_s}
+        lease = {
+            "owner": beat.worker_id,
+            "lease_expires_at": now + lease_s,
+            "every": beat.tasks is None,
+            "task_ids": self._text_array(sorted(beat.tasks or ())),
+        }
         with self._write() as conn:
             conn.execute(self._sql["beat_worker"], params)
             conn.execute(self._sql["renew_task_leases"], lease)

@@ -385,10 +385,12 @@ UPDATE tasks
 SET status = 'consumed', completed_at = coalesce(completed_at, :now), lease_expires_at = NULL
 WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
 
+-- A worker renews the tasks it says it runs (:every: all it holds, for one that does not say).
 -- name: renew_task_leases
 WITH held AS (
     SELECT task_id FROM tasks
     WHERE owner = :owner AND status = 'claimed'
+        AND (:every OR task_id = ANY(:task_ids::text[]))
     ORDER BY task_id
     FOR UPDATE
 )

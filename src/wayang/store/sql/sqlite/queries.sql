@@ -263,10 +263,12 @@ UPDATE tasks
 SET status = 'consumed', completed_at = coalesce(completed_at, :now), lease_expires_at = NULL
 WHERE task_id = :task_id AND run_id = :run_id AND status != 'consumed';
 
+-- A worker renews the tasks it says it runs (:every: all it holds, for one that does not say).
 -- name: renew_task_leases
 UPDATE tasks
 SET lease_expires_at = :lease_expires_at
-WHERE owner = :owner AND status = 'claimed';
+WHERE owner = :owner AND status = 'claimed'
+    AND (:every OR task_id IN (SELECT value FROM json_each(:task_ids)));
 
 -- A worker starting under an id that holds tasks (an earlier process with that id, killed)
 -- runs none of them: their leases end now, so they are claimed again at once rather than
