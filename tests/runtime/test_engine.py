@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
+from dataclasses import replace
 from pathlib import Path
 
-from runtime_helpers import in_engine, make_app, run_text, start, write_workflow
+import pytest
+
+from runtime_helpers import FAST, in_engine, make_app, run_text, start, write_workflow
 from wayang.engine import events as ev
 from wayang.engine.replay import replay
-from wayang.engine.state import RunStatus, StepStatus
+from wayang.engine.state import RunState, RunStatus, StepStatus
+from wayang.runtime.engine import Engine
 from wayang.runtime.operations import load_run, prepare_retry, request_cancel
 
 
@@ -348,3 +354,25 @@ def test_adopting_a_run_whose_cancel_is_recorded_does_not_run_its_steps_again(
     assert state.steps["b"].status is StepStatus.CANCELLED
     assert ledger.read_text().split() == ["started"]
     app.close()
+
+
+def test_an_engine_keeps_renewing_the_leases_of_a_run_it_drives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A step outliving the lease: the run must still be this engine's, and renewing said nothing.
+    path = write_workflow(tmp_path, 'id = "long"\n[steps.wait]\nrun = "sleep 1.5"\n')
+    app = make_app(tmp_path, replace(FAST, lease_s=1.0, renew_every_s=0.1))
+
+    async def body(engine: Engine) -> tuple[float, float, RunState]:
+        run_id, done = await start(engine, path)
+        await asyncio.sleep(1.2)
+        record = app.store.get_run(run_id)
+        assert record is not None and record.lease_expires_at is not None
+        return record.lease_expires_at, time.time(), await asyncio.wait_for(done, 30)
+
+    with caplog.at_level(logging.WARNING, logger="wayang"):
+        lease_expires_at, read_at, state = in_engine(app, body)
+    app.close()
+    assert state.status is RunStatus.SUCCEEDED
+    assert lease_expires_at > read_at
+    assert [r.getMessage() for r in caplog.records] == []

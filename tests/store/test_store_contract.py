@@ -343,6 +343,18 @@ def test_lease_run_on_an_unknown_run_fails(store: ContractStore) -> None:
     assert not store.lease_run("ghost", "engine-a", T0, 10)
 
 
+def test_renewing_an_engine_s_leases_extends_its_runs_and_its_tasks(store: ContractStore) -> None:
+    new_run(store, tasks=(task("t1"),))
+    assert store.lease_run("r1", "engine-a", T0, LEASE)
+    assert claim_ids(store, owner="engine-a") == ["t1"]
+    store.renew_leases("engine-a", T0 + 25, LEASE)  # both now run to T0 + 55
+    assert not store.lease_run("r1", "engine-b", T0 + 40, LEASE)
+    assert claim_ids(store, now=T0 + 40, owner="engine-b") == []
+    run = store.get_run("r1")
+    assert run is not None
+    assert (run.owner, run.lease_expires_at) == ("engine-a", T0 + 55)
+
+
 def test_orphaned_runs_are_unfinished_runs_without_a_live_lease(store: ContractStore) -> None:
     new_run(store, "never-leased")
     new_run(store, "leased")

@@ -178,9 +178,10 @@ class SharedStatements:
     def renew_leases(self, owner: str, now: float, lease_s: float) -> None:
         """Extend every lease ``owner`` holds, on runs and on tasks, in one transaction."""
         params = {"owner": owner, "lease_expires_at": now + lease_s}
+        every_task = {**params, "every": True, "task_ids": self._text_array([])}
         with self._write() as conn:
             conn.execute(self._sql["renew_run_leases"], params)
-            conn.execute(self._sql["renew_task_leases"], params)
+            conn.execute(self._sql["renew_task_leases"], every_task)
 
     def orphaned_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
         """Unfinished runs nobody drives: no lease, or one that ran out. Runs handed off to
