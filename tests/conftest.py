@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -30,3 +31,39 @@ def _workspaces_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     mp.setenv("WAYANG_WORKSPACE_MODE", "off")
     yield
     mp.undo()
+
+
+# What the database drivers say when a query was sent without one of its parameters: a bug in
+# the store's code, which a chore retrying "until the store answers" would otherwise hide.
+_BINDING_ERRORS = (
+    "query parameter missing",
+    "query parameter unexpected",
+    "did not supply a value for binding parameter",
+    "Incorrect number of bindings",
+)
+
+
+class _BindingErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(error in message for error in _BINDING_ERRORS):
+            self.seen.append(message)
+
+
+@pytest.fixture(autouse=True)
+def _no_query_sent_without_its_parameters() -> Iterator[None]:
+    """Fail a test during which Wayang logged a query that lacked a parameter, even if the
+    code that logged it went on (an outage absorbed, a poll retried)."""
+    handler = _BindingErrors()
+    logger = logging.getLogger("wayang")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.seen:
+        pytest.fail(f"a query was sent without its parameters: {handler.seen[0]}")
