@@ -24,7 +24,10 @@ REPS=${REPS:-3}
 N_CHAIN=${N_CHAIN:-500}
 N_FANOUT=${N_FANOUT:-1000}
 N_MANY=${N_MANY:-200}
-SLOTS=${SLOTS:-8}
+# Each worker's --slots. No-op steps wait on nothing, so a worker keeps as many going as DBOS's
+# queue does (no limit there): 64. Steps of 5 ms of CPU are the workers' CPUs to share: 8.
+SLOTS=${SLOTS:-64}
+SPIN_SLOTS=${SPIN_SLOTS:-8}
 ONLY=${ONLY:-all}
 OUT=${OUT:-$BENCH/results/fleet.jsonl}
 WPY=$ROOT/.venv/bin/python
@@ -64,11 +67,11 @@ plan() {
   if want spin; then  # CPU-bound steps (5 ms of CPU each): what more worker processes are for
     echo "wayang-pg-spin-engine $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT"
     for k in 1 2 4; do
-      echo "wayang-pg-spin-workers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SLOTS"
+      echo "wayang-pg-spin-workers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SPIN_SLOTS"
     done
     # one run handed off: the steps its driver's slots would start late go to the other drivers
     for k in 1 2 4; do
-      echo "wayang-pg-spin-drivers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SLOTS --drive"
+      echo "wayang-pg-spin-drivers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SPIN_SLOTS --drive"
     done
   fi
 }
