@@ -309,6 +309,21 @@ def test_concurrent_completions_count_every_duplicate(store: PostgresStore) -> N
     assert store.duplicate_completions() == 5
 
 
+def test_an_engine_consumes_a_completion_by_its_task_s_key_before_any_statistics(
+    store: PostgresStore,
+) -> None:
+    """Right after a wide fanout fills the table, before autovacuum has analyzed it, the
+    planner took the index of completed tasks for the run's check and scanned every completed
+    task of the run for each one consumed: quadratic in the width of the fanout."""
+    add_run(store, tasks=2_000)
+    with store._write() as conn:
+        conn.execute("UPDATE tasks SET status = 'completed', completed_at = available_at")
+        params = {"task_id": "r1-t7", "run_id": "r1"}
+        plan = conn.execute("EXPLAIN " + store._sql["consume_completion"], params).fetchall()
+    lines = "\n".join(line for (line,) in plan)
+    assert "tasks_pkey" in lines and "tasks_completed" not in lines, lines
+
+
 def test_a_pipelined_transaction_that_fails_halfway_leaves_nothing_behind(
     postgres_server: str, postgres_schema: str
 ) -> None:

@@ -374,10 +374,14 @@ WHERE task_id = ANY(:task_ids::text[])
 ORDER BY task_id
 FOR UPDATE;
 
+-- The run's check is written so that no index can serve it and the primary key finds the
+-- row: on a table without statistics yet (just filled), the planner took tasks_completed for
+-- run_id and scanned every completed task of the run for each one consumed, which made a
+-- fanout through workers quadratic (docs/performance.md, session 15).
 -- name: consume_completion
 UPDATE tasks
 SET status = 'consumed'
-WHERE task_id = :task_id AND run_id = :run_id AND status = 'completed';
+WHERE task_id = :task_id AND status = 'completed' AND (run_id = :run_id) IS TRUE;
 
 -- The events of the same append record the task's outcome: whatever its state, it is done.
 -- name: finish_task
