@@ -38,20 +38,29 @@ _ENDED_BADLY = (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED)
 
 @dataclass(slots=True)
 class _Scan:
-    """Where a readiness scan of a join's inbound edges got to."""
+    """Where a readiness scan of a join's inbound edges got to. The leading ``known`` edges
+    were known taken before it began; they are listed only if the scan gets to a verdict (a
+    wide join mostly stops at its first open edge, and copying them each time cost the square
+    of its width)."""
 
-    taken: list[Edge]
+    edges: tuple[Edge, ...]
+    known: int  # the leading edges known taken, kept for next time
+    newly_taken: list[Edge] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)
     open: int = 0
     stopped: bool = False  # at an open edge, which decided "wait"
     contiguous: bool = True  # every edge so far was taken and plain
-    known: int = field(init=False)  # the leading edges known taken, kept for next time
+    start: int = field(init=False)  # where this scan began: ``known`` then
 
     def __post_init__(self) -> None:
-        self.known = len(self.taken)
+        self.start = self.known
+
+    @property
+    def taken(self) -> list[Edge]:
+        return [*self.edges[: self.start], *self.newly_taken]
 
     def take(self, edge: Edge) -> None:
-        self.taken.append(edge)
+        self.newly_taken.append(edge)
         if self.contiguous and _plain(edge):
             self.known += 1
         else:
@@ -77,7 +86,7 @@ class FlowMixin(DeciderBase):
         if not edges:
             return Readiness("run")
         hints = self.state.join_hint if not self.run.loops else None
-        scan = _Scan(list(edges[: hints.get(planned.id, 0)]) if hints is not None else [])
+        scan = _Scan(edges, hints.get(planned.id, 0) if hints is not None else 0)
         failure = self._scan(edges, scan, self._waits_at_first_open(planned, edges))
         if hints is not None:
             hints[planned.id] = scan.known
@@ -118,7 +127,8 @@ class FlowMixin(DeciderBase):
 
     def _scan(self, edges: tuple[Edge, ...], scan: _Scan, wait_early: bool) -> Readiness | None:
         """Sort the edges past the known ones into taken, dead and open (see readiness)."""
-        for edge in edges[scan.known :]:
+        for at in range(scan.start, len(edges)):  # no slice: a copy of the rest each time
+            edge = edges[at]
             try:
                 outcome = self._outcome(edge)
             except ExpressionError as exc:
