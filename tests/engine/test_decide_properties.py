@@ -121,3 +121,24 @@ def test_restarting_from_any_point_reaches_the_same_state(
         restored = sim.refold()
         assert restored == sim.state
         sim.state = restored
+
+
+@settings(max_examples=100, deadline=None)
+@given(workflows(), actions, st.integers(1, 3))
+def test_under_a_parallel_limit_the_held_back_steps_go_as_a_refold_would_send_them(
+    text: str, plan: list[tuple[str, int]], parallel: int
+) -> None:
+    """The decider keeps the steps a parallel limit held back from one decision to the next
+    (``state.ready_hint``); a state refolded from history has none and looks at every step.
+    Both must dispatch the same steps in the same order."""
+    kept, refolded = (Sim.begin(text, parallel=parallel, timeout_s=None) for _ in range(2))
+    for action, pick in plan:
+        step(kept, action, pick)
+        step(refolded, action, pick)
+        refolded.state = refolded.refold()
+    drain(kept)
+    drain(refolded)
+    assert [(d.step_id, d.attempt) for d in kept.dispatched] == [
+        (d.step_id, d.attempt) for d in refolded.dispatched
+    ]
+    assert kept.state == refolded.state

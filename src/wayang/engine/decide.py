@@ -235,10 +235,17 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
         ready steps in the same order, so a recovered run decides as the original would have.
         Loop transitions of settled steps are taken first, so a loop's next visit resets its
         steps before anything downstream of them is judged.
+
+        The held-back steps are kept as the heap itself, and this decision's candidates are
+        pushed into it: a wide fanout under a parallel limit holds back most of its steps, and
+        listing them anew at each decision cost the square of its width.
         """
         hint = self.state.ready_hint
         order = self.run.order
-        self._consider(order if hint is None else hint)
+        if hint is None:
+            self._consider(order)
+        else:
+            self._take_held(*hint)
         limit = self._parallel_limit()
         active = self.state.count(*ACTIVE_STEP)
         candidates = self._candidates
@@ -257,11 +264,21 @@ class _Decider(FlowMixin, WaitsMixin, SagaMixin):
                 continue
             if limit and active >= limit:
                 heapq.heappush(candidates, position)
-                self.state.ready_hint = [order[p] for p in sorted(candidates)]
+                self._queued.add(position)
+                self.state.ready_hint = (candidates, self._queued)
                 return
             if self.dispatch(planned, self.next_attempt(planned.id)):
                 active += 1
-        self.state.ready_hint = []
+        self.state.ready_hint = ([], set())
+
+    def _take_held(self, held: list[int], queued: set[int]) -> None:
+        """Make the steps held back last time this decision's candidates, with those it
+        found already (the dependents of the steps it settled)."""
+        for position in self._candidates:
+            if position not in queued:
+                queued.add(position)
+                heapq.heappush(held, position)
+        self._candidates, self._queued = held, queued
 
     def _needs_worker(self, planned: PlannedStep) -> bool:
         """Settle a candidate if it can be settled here; True if it is ready for a worker."""

@@ -90,9 +90,10 @@ class RunState:
     # status (untouched steps are pending and not counted), and which failed for good.
     counts: dict[StepStatus, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
-    # The decider's memo of steps that were ready but not yet dispatched (the parallel limit);
-    # None after a fold, which makes the next decision look at every step once.
-    ready_hint: list[str] | None = field(default=None, compare=False, repr=False)
+    # The decider's memo of steps that were ready but not yet dispatched (the parallel limit):
+    # their positions in the plan's order, as a heap, and the same as a set; None after a
+    # fold, which makes the next decision look at every step once.
+    ready_hint: tuple[list[int], set[int]] | None = field(default=None, compare=False, repr=False)
     # The decider's memo, per join, of how many of its first inbound edges are known taken
     # (flow.readiness); only for runs without loops, and empty after a fold.
     join_hint: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
