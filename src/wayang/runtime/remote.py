@@ -52,6 +52,8 @@ class RemoteTasks:
         self.grace_s = grace_s
         self.max_claims = max_claims
         self._outstanding: dict[str, _Outstanding] = {}
+        # The same tasks by run: a run that ends forgets its own without a look at every run's.
+        self._by_run: dict[str, set[str]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._outstanding)
@@ -68,6 +70,7 @@ class RemoteTasks:
                 float(timeout) + self.grace_s, self._overdue, command.task_id, float(timeout)
             )
         self._outstanding[command.task_id] = entry
+        self._by_run.setdefault(live.run_id, set()).add(command.task_id)
 
     def adopted(self, live: _LiveRun, running_here: set[str], completed: set[str]) -> None:
         """After ``live`` was adopted: its active steps' tasks that neither this engine runs
@@ -93,9 +96,8 @@ class RemoteTasks:
             self._settle(task_id, message, finished=True)
 
     def forget_run(self, run_id: str) -> None:
-        for task_id, entry in list(self._outstanding.items()):
-            if entry.live.run_id == run_id:
-                self._drop(task_id)
+        for task_id in list(self._by_run.get(run_id, ())):
+            self._drop(task_id)
 
     async def poll(self, *, lapsed: bool = True) -> None:
         """Fold in what workers finished, and (``lapsed``) fail attempts whose workers kept
@@ -143,5 +145,13 @@ class RemoteTasks:
 
     def _drop(self, task_id: str) -> None:
         entry = self._outstanding.pop(task_id, None)
-        if entry is not None and entry.deadline is not None:
+        if entry is None:
+            return
+        if entry.deadline is not None:
             entry.deadline.cancel()
+        run_id = entry.live.run_id
+        of_run = self._by_run.get(run_id)
+        if of_run is not None:
+            of_run.discard(task_id)
+            if not of_run:
+                del self._by_run[run_id]
