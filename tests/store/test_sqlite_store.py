@@ -239,6 +239,7 @@ HOT_QUERIES = [
     "orphaned_runs",
     "list_runs_by_status",
     "pending_signals",
+    "pending_signals_of_runs",
     "answer_signal",
     "topic_messages",
     "latest_topic_seq",

@@ -809,6 +809,9 @@ def test_pending_signals_are_per_run_and_missing_signals_are_none(store: Contrac
     assert (other.seq, other.kind, other.tenant) == (theirs, "complete", "acme")
     assert store.pending_signals("r3") == []
     assert store.get_signal(theirs + 100) is None
+    both = store.pending_signals_of_runs(["r1", "r2", "r3"])
+    assert both == {"r1": store.pending_signals("r1"), "r2": [other]}
+    assert store.pending_signals_of_runs([]) == {}
 
 
 def test_signals_are_answered_with_the_events_that_record_them(store: ContractStore) -> None:

@@ -40,6 +40,10 @@ def child_outcome(state: RunState) -> tuple[str, dict[str, Any], str]:
     return state.status.value, dict(state.outputs), error
 
 
+_SIGNALLED = frozenset({"approval", "negotiation", "complete"})
+"""The waits a signal answers (``wayang approve``, ``decline``, ``complete``, their API)."""
+
+
 class WaitWatcher:
     """Feeds a run's waiting steps from the store, and runs the children of subworkflows."""
 
@@ -49,19 +53,27 @@ class WaitWatcher:
     # --- signals and messages ------------------------------------------------------------------
 
     async def poll(self, lives: Sequence[_LiveRun]) -> None:
-        for live in lives:
-            if live.lost or not live.state.count(StepStatus.WAITING):
+        waiting = [
+            (live, {wait["kind"] for _, wait in _waiting(live.state)})
+            for live in lives
+            if not live.lost and live.state.count(StepStatus.WAITING)
+        ]
+        signalled = [live.run_id for live, kinds in waiting if kinds & _SIGNALLED]
+        # One read for all: a thousand runs at an approval are one query, not a thousand.
+        found = (
+            await self._call(self.engine.store.pending_signals_of_runs, signalled)
+            if signalled
+            else {}
+        )
+        for live, kinds in waiting:
+            if live.lost:
                 continue
-            kinds = {wait["kind"] for _, wait in _waiting(live.state)}
-            if kinds & {"approval", "negotiation", "complete"}:
-                await self._signals(live)
+            if kinds & _SIGNALLED:
+                self._take_signals(live, found.get(live.run_id, ()))
             if "event" in kinds:
                 await self._messages(live)
             if "subworkflow" in kinds:
                 await self._children(live)
-
-    async def _signals(self, live: _LiveRun) -> None:
-        self._take_signals(live, await self._call(self.engine.store.pending_signals, live.run_id))
 
     def _take_signals(self, live: _LiveRun, records: Sequence[SignalRecord]) -> None:
         for record in records:
@@ -97,7 +109,7 @@ class WaitWatcher:
         """The signals and messages for the run's waits that came before ``before``."""
         store, found = self.engine.store, Arrived()
         kinds = {wait["kind"] for _, wait in _waiting(live.state)}
-        if kinds & {"approval", "negotiation", "complete"}:
+        if kinds & _SIGNALLED:
             pending = await self._call(store.pending_signals, live.run_id)
             found.signals = [record for record in pending if record.created_at < before]
         for topic in _event_topics(live.state):

@@ -520,6 +520,14 @@ class SharedStatements:
         found = self._rows("pending_signals", {"run_id": run_id})
         return [rows.read_signal(row) for row in found]
 
+    def pending_signals_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        """:meth:`pending_signals` of each of ``run_ids`` in one read (runs with none are
+        left out)."""
+        if not run_ids:
+            return {}
+        params = {"run_ids": self._text_array(list(run_ids))}
+        return _by_run(map(rows.read_signal, self._rows("pending_signals_of_runs", params)))
+
     def get_signal(self, seq: int) -> SignalRecord | None:
         """Signal ``seq`` whatever its status (a sender asking what became of it), or None."""
         found = self._rows("get_signal", {"seq": seq})

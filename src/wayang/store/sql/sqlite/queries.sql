@@ -408,6 +408,14 @@ FROM signals
 WHERE run_id = :run_id AND status = 'pending'
 ORDER BY seq;
 
+-- The pending signals of several runs at once: an engine's look at every run it drives that
+-- waits on a signal, in one query however many runs wait.
+-- name: pending_signals_of_runs
+SELECT seq, run_id, step_id, kind, actor, data, created_at, status, outcome, handled_at, tenant
+FROM signals
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND status = 'pending'
+ORDER BY run_id, seq;
+
 -- name: get_signal
 SELECT seq, run_id, step_id, kind, actor, data, created_at, status, outcome, handled_at, tenant
 FROM signals
