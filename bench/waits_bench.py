@@ -1,8 +1,9 @@
-"""What runs parked at a human's approval cost an idle engine: its CPU while ``--runs`` runs of
-a one-step approval workflow wait, nobody answering (the engine looks at their waits at each
-full poll, every 0.2 s).
+"""What runs parked at a wait cost an idle engine: its CPU while ``--runs`` runs of a one-step
+workflow wait, for a human's approval or for an event on a topic (``--wait``), nothing coming
+(the engine looks at their waits at each full poll, every 0.2 s).
 
     .venv/bin/python bench/waits_bench.py --runs 1000                # SQLite, a fresh file
+    .venv/bin/python bench/waits_bench.py --runs 1000 --wait event
     .venv/bin/python bench/waits_bench.py --runs 1000 \\
         --store 'postgresql://postgres@127.0.0.1:5432/test?schema=wayang_waits'
 
@@ -25,7 +26,10 @@ from wayang.ids import new_run_id
 from wayang.runtime.engine import EngineSettings
 from wayang.runtime.operations import prepare_run
 
-WORKFLOW = 'id = "parked"\n[steps.ok]\nkind = "approval"\nassignees = ["alice"]\n'
+WORKFLOWS = {
+    "approval": 'id = "parked"\n[steps.ok]\nkind = "approval"\nassignees = ["alice"]\n',
+    "event": 'id = "parked"\n[steps.shipped]\nkind = "event"\ntopic = "shipping.dispatched"\n',
+}
 
 
 def cpu_s() -> float:
@@ -47,20 +51,25 @@ async def measure(app: App, path: Path, runs: int, settle_s: float, seconds: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--wait", choices=sorted(WORKFLOWS), default="approval")
     parser.add_argument("--store", default="", help="a store URL [default: a fresh SQLite file]")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to let runs park")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds measured")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "workflow.toml"
-        path.write_text(WORKFLOW, "utf-8")
+        path.write_text(WORKFLOWS[args.wait], "utf-8")
         store = args.store or str(Path(folder) / "wayang.db")
         app = App(Settings(store=store, engine=EngineSettings()))
         try:
             share = asyncio.run(measure(app, path, args.runs, args.settle, args.seconds))
         finally:
             app.close()
-    result = {"runs": args.runs, "store": store.split("://")[0] if args.store else "sqlite"}
+    result = {
+        "runs": args.runs,
+        "wait": args.wait,
+        "store": store.split("://")[0] if args.store else "sqlite",
+    }
     print("BENCH_RESULT " + json.dumps({**result, "engine_cpu_share": round(share, 3)}))
 
 

@@ -17,6 +17,7 @@ from wayang.engine.replay import replay
 from wayang.engine.state import RunState, RunStatus, StepStatus
 from wayang.runtime.engine import Engine
 from wayang.runtime.operations import load_run, prepare_retry, request_cancel
+from wayang.store.port import NewTopicMessage
 
 
 def test_outputs_flow_between_shell_and_python_steps(tmp_path: Path) -> None:
@@ -376,3 +377,34 @@ def test_an_engine_keeps_renewing_the_leases_of_a_run_it_drives(
     assert state.status is RunStatus.SUCCEEDED
     assert lease_expires_at > read_at
     assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_runs_waiting_on_one_topic_each_take_what_came_since_they_began(tmp_path: Path) -> None:
+    # Both runs wait at the same place in the topic, so one read serves both; the first event
+    # is dated between their starts: the first run's, not the second's.
+    path = write_workflow(tmp_path, 'id = "wait"\n[steps.got]\nkind = "event"\ntopic = "orders"\n')
+    app = make_app(tmp_path)
+
+    def publish(n: int, at: float) -> None:
+        app.store.publish(NewTopicMessage("orders", {"n": n}, at))
+
+    def started_at(run_id: str) -> float:
+        at = load_run(app.store, run_id).state.started_at
+        assert at is not None
+        return at
+
+    async def body(engine: Engine) -> list[RunState]:
+        first_id, first = await start(engine, path)
+        await asyncio.sleep(0.05)
+        second_id, second = await start(engine, path)
+        await asyncio.sleep(0.2)  # both waiting, having seen nothing
+        publish(1, (started_at(first_id) + started_at(second_id)) / 2)
+        taken = await asyncio.wait_for(first, 10)
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        publish(2, time.time())
+        return [taken, await asyncio.wait_for(second, 10)]
+
+    states = in_engine(app, body)
+    app.close()
+    assert [state.steps["got"].outputs["n"] for state in states] == [1, 2]

@@ -66,13 +66,11 @@ class WaitWatcher:
             else {}
         )
         for live, kinds in waiting:
-            if live.lost:
-                continue
-            if kinds & _SIGNALLED:
+            if kinds & _SIGNALLED and not live.lost:
                 self._take_signals(live, found.get(live.run_id, ()))
-            if "event" in kinds:
-                await self._messages(live)
-            if "subworkflow" in kinds:
+        await self._messages([live for live, kinds in waiting if "event" in kinds])
+        for live, kinds in waiting:
+            if "subworkflow" in kinds and not live.lost:
                 await self._children(live)
 
     def _take_signals(self, live: _LiveRun, records: Sequence[SignalRecord]) -> None:
@@ -85,13 +83,25 @@ class WaitWatcher:
             signal = Signal(record.seq, record.step_id, record.kind, record.actor, roles, data)
             self.engine._feed(live, signal)
 
-    async def _messages(self, live: _LiveRun) -> None:
-        for topic in _event_topics(live.state):
-            after = live.cursors.get(topic, 0)
+    async def _messages(self, lives: Sequence[_LiveRun]) -> None:
+        """Offer the runs waiting on events what their topics got. Runs at the same place in
+        the same topic share one read (from the earliest start among them, each then taking
+        what came since its own): a thousand runs waiting on one topic are about one query."""
+        readers: dict[tuple[str, str, int], list[_LiveRun]] = {}
+        for live in lives:
+            for topic in _event_topics(live.state):
+                place = (live.tenant, topic, live.cursors.get(topic, 0))
+                readers.setdefault(place, []).append(live)
+        for (tenant, topic, after), group in sorted(readers.items(), key=lambda item: item[0]):
+            since = min(_since(live) for live in group)
             messages = await self._call(
-                self.engine.store.topic_messages, topic, after, _since(live), 1000, live.tenant
+                self.engine.store.topic_messages, topic, after, since, 1000, tenant
             )
-            self._offer(live, topic, messages)  # if a wait began, the next poll starts over
+            for live in group:
+                if live.lost or live.cursors.get(topic, 0) != after:
+                    continue  # a wait began on the topic meanwhile: the next poll starts over
+                own = _since(live)
+                self._offer(live, topic, [m for m in messages if m.created_at >= own])
 
     def _offer(self, live: _LiveRun, topic: str, messages: Sequence[StoredMessage]) -> bool:
         """Offer ``messages`` in order; False if a new wait on the topic began meanwhile: it
