@@ -448,7 +448,9 @@ class ServerCore:
         return wire.Page(items=items, next=next_cursor)
 
     def run(self, run_id: str) -> wire.RunDetail:
-        queued = self.queue.find(run_id)
+        # A run in the store is not queued: only one that is not needs the queue read (every
+        # entry of it, so the queue is the slow place to look when thousands wait).
+        queued = self.queue.find(run_id) if self.store.get_run(run_id) is None else None
         if queued is not None:
             return wire.RunDetail(
                 run_id=run_id,
