@@ -1094,6 +1094,17 @@ def test_kv_swap_sets_only_over_the_expected_value(store: ContractStore) -> None
     assert not store.kv_swap("ns", "k", 3, None)
 
 
+def test_kv_keys_and_pages_read_a_namespace_in_key_order(store: ContractStore) -> None:
+    for key in ("b", "a", "d", "c"):
+        store.kv_set("ns", key, {"key": key})
+    store.kv_set("other", "a0", 1)
+    assert store.kv_keys("ns") == ["a", "b", "c", "d"]
+    assert store.kv_keys("none") == []
+    assert store.kv_page("ns", limit=2) == {"a": {"key": "a"}, "b": {"key": "b"}}
+    assert list(store.kv_page("ns", after="b", limit=5)) == ["c", "d"]
+    assert store.kv_page("ns", after="d") == {}
+
+
 def test_kv_namespaces_lists_those_with_a_prefix_and_a_key(store: ContractStore) -> None:
     for namespace in ("state:b", "state:a", "state:a", "stat", "other:state:x", "state:%_"):
         store.kv_set(namespace, "k", 1)

@@ -261,10 +261,10 @@ class ServerCore:
         if self.state != "ok":
             return
         engine = self._require_engine()
-        entries = self.queue.entries()
         now = time.time()
-        oldest = now - entries[0].submitted_at if entries else 0.0
-        self.metrics.set_queue("runs", len(entries), oldest)
+        first = self.queue.oldest()
+        oldest = now - first.submitted_at if first is not None else 0.0
+        self.metrics.set_queue("runs", self.queue.count() if first is not None else 0, oldest)
         started = [
             claimed
             for entry in self.queue.startable(self._busy_runs(), now)
@@ -665,7 +665,7 @@ class ServerCore:
             version=__version__,
             store=self.app.settings.store,
             runs_active=len(engine.active_runs) if engine is not None else 0,
-            runs_queued=len(self.queue.entries()),
+            runs_queued=self.queue.count(),
         )
 
 

@@ -17,7 +17,9 @@ there already, just deletes the entry.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from wayang.errors import UsageError
 from wayang.runtime.operations import RunRequest, read_request_payload, request_payload
@@ -57,6 +59,18 @@ class Queued:
         return run_id, RunRequest(RunPlan.from_started(started, gate_for), started, reuse)
 
 
+def _entry(key: str, value: dict[str, Any]) -> Queued:
+    return Queued(
+        key,
+        str(value["run_id"]),
+        str(value["workflow_id"]),
+        float(value["submitted_at"]),
+        str(value["payload"]),
+        str(value["claimed_by"]) if value.get("claimed_by") else None,
+        float(value.get("claimed_until") or 0.0),
+    )
+
+
 class QueueFullError(UsageError):
     """The queue holds ``max_queued`` runs already."""
 
@@ -73,12 +87,22 @@ class RunQueue:
         """Whether the queue was empty when last read and this server has queued nothing
         since: a start need not read the queue to know it may go first. (A run another
         server queued meanwhile is that server's to start.)"""
-        return self._seen_empty or not self.entries()
+        if not self._seen_empty:
+            self._seen_empty = not self.store.kv_page(RUN_QUEUE, limit=1)
+        return self._seen_empty
+
+    def count(self) -> int:
+        """How many runs the queue holds (their keys read, not their payloads)."""
+        return len(self.store.kv_keys(RUN_QUEUE))
+
+    def oldest(self) -> Queued | None:
+        """The entry queued first, if any."""
+        return next(self._oldest_first(page=1), None)
 
     def put(self, request: RunRequest, run_id: str, now: float | None = None) -> int:
         """Queue a prepared run; its position (1 = next)."""
-        entries = self.entries()
-        if len(entries) >= self.limits.max_queued:
+        queued = self.count()  # keys only: a submit must not read every payload queued
+        if queued >= self.limits.max_queued:
             raise QueueFullError(
                 f"the run queue is full ({self.limits.max_queued} runs waiting); try again "
                 "later or raise --max-queued"
@@ -93,27 +117,31 @@ class RunQueue:
         }
         self._seen_empty = False
         self.store.kv_set(RUN_QUEUE, key, value)
-        return len(entries) + 1
+        return queued + 1
 
     def entries(self) -> list[Queued]:
         found = self.store.kv_scan(RUN_QUEUE)
         self._seen_empty = not found
-        return [
-            Queued(
-                key,
-                str(v["run_id"]),
-                str(v["workflow_id"]),
-                float(v["submitted_at"]),
-                str(v["payload"]),
-                str(v["claimed_by"]) if v.get("claimed_by") else None,
-                float(v.get("claimed_until") or 0.0),
-            )
-            for key, v in sorted(found.items())
-            if isinstance(v, dict)
-        ]
+        return [_entry(key, v) for key, v in sorted(found.items()) if isinstance(v, dict)]
 
     def find(self, run_id: str) -> Queued | None:
-        return next((q for q in self.entries() if q.run_id == run_id), None)
+        """The entry of ``run_id``, found by its key (``…/<run id>``) without reading the
+        payloads of the others."""
+        suffix = f"/{run_id}"
+        for key in self.store.kv_keys(RUN_QUEUE):
+            if key.endswith(suffix):
+                value = self.store.kv_get(RUN_QUEUE, key)
+                return _entry(key, value) if isinstance(value, dict) else None
+        return None
+
+    def _oldest_first(self, page: int = 64) -> Iterator[Queued]:
+        """The entries in queue order, read a page at a time as the caller goes on."""
+        after = ""
+        while found := self.store.kv_page(RUN_QUEUE, after, page):
+            for key, value in found.items():
+                if isinstance(value, dict):
+                    yield _entry(key, value)
+                after = key
 
     def remove(self, entry: Queued, now: float | None = None) -> bool:
         """Take ``entry`` off the queue (a cancel); False if it was gone already, or changed,
@@ -146,7 +174,9 @@ class RunQueue:
         counts = dict(busy)
         chosen: list[Queued] = []
         at = time.time() if now is None else now
-        for entry in self.entries():
+        if total >= limits.max_runs:
+            return chosen  # no slot: nothing of the queue to read
+        for entry in self._oldest_first():
             if entry.claimed(at):
                 continue
             if total >= limits.max_runs:

@@ -599,6 +599,16 @@ class SharedStatements:
         found = self._rows("kv_scan", {"namespace": namespace})
         return {key: rows.from_json(value) for key, value in found}
 
+    def kv_keys(self, namespace: str) -> list[str]:
+        """The keys of ``namespace`` in order, without their values."""
+        return [key for (key,) in self._rows("kv_keys", {"namespace": namespace})]
+
+    def kv_page(self, namespace: str, after: str = "", limit: int = 100) -> dict[str, Any]:
+        """The first ``limit`` keys of ``namespace`` after ``after``, with their values, in
+        order."""
+        params = {"namespace": namespace, "after": after, "limit": limit}
+        return {key: rows.from_json(value) for key, value in self._rows("kv_page", params)}
+
     def kv_namespaces(self, prefix: str) -> list[str]:
         """The namespaces that start with ``prefix`` and hold at least one key, in order."""
         return [namespace for (namespace,) in self._rows("kv_namespaces", {"prefix": prefix})]

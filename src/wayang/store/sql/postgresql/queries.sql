@@ -666,6 +666,15 @@ ON CONFLICT (namespace, key) DO NOTHING;
 -- name: kv_scan
 SELECT key, value FROM kv WHERE namespace = :namespace ORDER BY key;
 
+-- A namespace's keys alone: what holds many large values is counted and searched without
+-- reading them.
+-- name: kv_keys
+SELECT key FROM kv WHERE namespace = :namespace ORDER BY key;
+
+-- name: kv_page
+SELECT key, value FROM kv WHERE namespace = :namespace AND key > :after ORDER BY key
+LIMIT :limit;
+
 -- The range test lets the primary key's index find the prefix (namespace is COLLATE "C").
 -- name: kv_namespaces
 SELECT DISTINCT namespace FROM kv

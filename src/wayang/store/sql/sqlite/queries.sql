@@ -511,6 +511,15 @@ SELECT value FROM kv WHERE namespace = :namespace AND key = :key;
 -- name: kv_scan
 SELECT key, value FROM kv WHERE namespace = :namespace ORDER BY key;
 
+-- A namespace's keys alone: what holds many large values is counted and searched without
+-- reading them.
+-- name: kv_keys
+SELECT key FROM kv WHERE namespace = :namespace ORDER BY key;
+
+-- name: kv_page
+SELECT key, value FROM kv WHERE namespace = :namespace AND key > :after ORDER BY key
+LIMIT :limit;
+
 -- name: kv_namespaces
 SELECT DISTINCT namespace FROM kv
 WHERE namespace >= :prefix AND substr(namespace, 1, length(:prefix)) = :prefix
