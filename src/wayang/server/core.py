@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -423,6 +424,7 @@ class ServerCore:
     ) -> wire.Page[wire.RunSummary]:
         items: list[wire.RunSummary] = []
         if cursor is None and status in (None, "queued"):
+            listed = (q for q in self.queue.oldest_first() if workflow in (None, q.workflow_id))
             items = [
                 wire.RunSummary(
                     run_id=q.run_id,
@@ -431,9 +433,8 @@ class ServerCore:
                     created_at=views.iso(q.submitted_at),
                     updated_at=None,
                 )
-                for q in self.queue.entries()
-                if workflow in (None, q.workflow_id)
-            ][:limit]
+                for q in itertools.islice(listed, limit)  # read a page at a time, as needed
+            ]
         if status == "queued":
             return wire.Page(items=items)
         before = _cursor(cursor)

@@ -97,7 +97,7 @@ class RunQueue:
 
     def oldest(self) -> Queued | None:
         """The entry queued first, if any."""
-        return next(self._oldest_first(page=1), None)
+        return next(self.oldest_first(page=1), None)
 
     def put(self, request: RunRequest, run_id: str, now: float | None = None) -> int:
         """Queue a prepared run; its position (1 = next)."""
@@ -134,7 +134,7 @@ class RunQueue:
                 return _entry(key, value) if isinstance(value, dict) else None
         return None
 
-    def _oldest_first(self, page: int = 64) -> Iterator[Queued]:
+    def oldest_first(self, page: int = 64) -> Iterator[Queued]:
         """The entries in queue order, read a page at a time as the caller goes on."""
         after = ""
         while found := self.store.kv_page(RUN_QUEUE, after, page):
@@ -176,7 +176,7 @@ class RunQueue:
         at = time.time() if now is None else now
         if total >= limits.max_runs:
             return chosen  # no slot: nothing of the queue to read
-        for entry in self._oldest_first():
+        for entry in self.oldest_first():
             if entry.claimed(at):
                 continue
             if total >= limits.max_runs:
