@@ -243,6 +243,10 @@ HOT_QUERIES = [
     "answer_signal",
     "topic_messages",
     "latest_topic_seq",
+    "kv_count",
+    "kv_key_ending",
+    "run_statuses",
+    "histories_of_runs",
 ]
 
 

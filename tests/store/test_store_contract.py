@@ -1094,15 +1094,27 @@ def test_kv_swap_sets_only_over_the_expected_value(store: ContractStore) -> None
     assert not store.kv_swap("ns", "k", 3, None)
 
 
-def test_kv_keys_and_pages_read_a_namespace_in_key_order(store: ContractStore) -> None:
+def test_kv_counts_and_pages_read_a_namespace_in_key_order(store: ContractStore) -> None:
     for key in ("b", "a", "d", "c"):
         store.kv_set("ns", key, {"key": key})
     store.kv_set("other", "a0", 1)
-    assert store.kv_keys("ns") == ["a", "b", "c", "d"]
-    assert store.kv_keys("none") == []
+    assert store.kv_count("ns") == 4
+    assert store.kv_count("none") == 0
     assert store.kv_page("ns", limit=2) == {"a": {"key": "a"}, "b": {"key": "b"}}
     assert list(store.kv_page("ns", after="b", limit=5)) == ["c", "d"]
     assert store.kv_page("ns", after="d") == {}
+
+
+def test_kv_key_ending_finds_a_key_by_its_end_in_one_namespace(store: ContractStore) -> None:
+    for key in ("0001.5/r_a", "0002.0/r_ab", "0003.0/r%_"):
+        store.kv_set("queue", key, {"key": key})
+    store.kv_set("other", "0000.1/r_b", 1)
+    assert store.kv_key_ending("queue", "/r_ab") == "0002.0/r_ab"
+    assert store.kv_key_ending("queue", "/r_a") == "0001.5/r_a"
+    assert store.kv_key_ending("queue", "/r%_") == "0003.0/r%_"  # no pattern characters
+    assert store.kv_key_ending("queue", "/r_b") is None  # another namespace's
+    assert store.kv_key_ending("queue", "0003.0/r%_/longer") is None
+    assert store.kv_key_ending("none", "/r_a") is None
 
 
 def test_kv_namespaces_lists_those_with_a_prefix_and_a_key(store: ContractStore) -> None:

@@ -319,10 +319,10 @@ class ServerCore:
             self._track(run_id, future)
             await self._require_engine().flush()  # its row joins the next group commit
             return wire.RunAccepted(run_id=run_id, status="running")
-        position = self.queue.put(request, run_id)
+        key, position = self.queue.put(request, run_id)
         await self.pump()
         await self._require_engine().flush()
-        status = "queued" if self.queue.find(run_id) is not None else "running"
+        status = "queued" if self.queue.holds(key) else "running"
         return wire.RunAccepted(
             run_id=run_id, status=status, position=position if status == "queued" else None
         )

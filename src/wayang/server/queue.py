@@ -92,16 +92,16 @@ class RunQueue:
         return self._seen_empty
 
     def count(self) -> int:
-        """How many runs the queue holds (their keys read, not their payloads)."""
-        return len(self.store.kv_keys(RUN_QUEUE))
+        """How many runs the queue holds (counted in the store)."""
+        return self.store.kv_count(RUN_QUEUE)
 
     def oldest(self) -> Queued | None:
         """The entry queued first, if any."""
         return next(self.oldest_first(page=1), None)
 
-    def put(self, request: RunRequest, run_id: str, now: float | None = None) -> int:
-        """Queue a prepared run; its position (1 = next)."""
-        queued = self.count()  # keys only: a submit must not read every payload queued
+    def put(self, request: RunRequest, run_id: str, now: float | None = None) -> tuple[str, int]:
+        """Queue a prepared run; its entry's key and its position (1 = next)."""
+        queued = self.count()  # counted in the store: a submit must not read the queue
         if queued >= self.limits.max_queued:
             raise QueueFullError(
                 f"the run queue is full ({self.limits.max_queued} runs waiting); try again "
@@ -117,7 +117,11 @@ class RunQueue:
         }
         self._seen_empty = False
         self.store.kv_set(RUN_QUEUE, key, value)
-        return queued + 1
+        return key, queued + 1
+
+    def holds(self, key: str) -> bool:
+        """Whether the entry of ``key`` is still queued (or being started)."""
+        return self.store.kv_get(RUN_QUEUE, key) is not None
 
     def entries(self) -> list[Queued]:
         found = self.store.kv_scan(RUN_QUEUE)
@@ -125,14 +129,12 @@ class RunQueue:
         return [_entry(key, v) for key, v in sorted(found.items()) if isinstance(v, dict)]
 
     def find(self, run_id: str) -> Queued | None:
-        """The entry of ``run_id``, found by its key (``…/<run id>``) without reading the
-        payloads of the others."""
-        suffix = f"/{run_id}"
-        for key in self.store.kv_keys(RUN_QUEUE):
-            if key.endswith(suffix):
-                value = self.store.kv_get(RUN_QUEUE, key)
-                return _entry(key, value) if isinstance(value, dict) else None
-        return None
+        """The entry of ``run_id``, found in the store by its key's end (``…/<run id>``)."""
+        key = self.store.kv_key_ending(RUN_QUEUE, f"/{run_id}")
+        if key is None:
+            return None
+        value = self.store.kv_get(RUN_QUEUE, key)
+        return _entry(key, value) if isinstance(value, dict) else None
 
     def oldest_first(self, page: int = 64) -> Iterator[Queued]:
         """The entries in queue order, read a page at a time as the caller goes on."""

@@ -599,9 +599,16 @@ class SharedStatements:
         found = self._rows("kv_scan", {"namespace": namespace})
         return {key: rows.from_json(value) for key, value in found}
 
-    def kv_keys(self, namespace: str) -> list[str]:
-        """The keys of ``namespace`` in order, without their values."""
-        return [key for (key,) in self._rows("kv_keys", {"namespace": namespace})]
+    def kv_count(self, namespace: str) -> int:
+        """How many keys ``namespace`` holds (counted in the store: none of them is read)."""
+        return int(self._rows("kv_count", {"namespace": namespace})[0][0])
+
+    def kv_key_ending(self, namespace: str, suffix: str) -> str | None:
+        """The first key of ``namespace`` that ends with ``suffix``, if any (found in the
+        store, so what a namespace holds is not read to look for one key)."""
+        params = {"namespace": namespace, "suffix": suffix, "length": len(suffix)}
+        found = self._rows("kv_key_ending", params)
+        return str(found[0][0]) if found else None
 
     def kv_page(self, namespace: str, after: str = "", limit: int = 100) -> dict[str, Any]:
         """The first ``limit`` keys of ``namespace`` after ``after``, with their values, in

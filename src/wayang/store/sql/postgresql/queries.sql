@@ -666,10 +666,16 @@ ON CONFLICT (namespace, key) DO NOTHING;
 -- name: kv_scan
 SELECT key, value FROM kv WHERE namespace = :namespace ORDER BY key;
 
--- A namespace's keys alone: what holds many large values is counted and searched without
--- reading them.
--- name: kv_keys
-SELECT key FROM kv WHERE namespace = :namespace ORDER BY key;
+-- A namespace's keys, counted and searched in the store: what holds many large values is not
+-- read to count them or to find one.
+-- name: kv_count
+SELECT count(*) FROM kv WHERE namespace = :namespace;
+
+-- name: kv_key_ending
+SELECT key FROM kv
+WHERE namespace = :namespace
+  AND substr(key, length(key) - CAST(:length AS integer) + 1) = :suffix
+ORDER BY key LIMIT 1;
 
 -- name: kv_page
 SELECT key, value FROM kv WHERE namespace = :namespace AND key > :after ORDER BY key
