@@ -17,6 +17,7 @@ from wayang.engine.replay import replay
 from wayang.engine.state import RunState, RunStatus, StepStatus
 from wayang.runtime.engine import Engine
 from wayang.runtime.operations import load_run, prepare_retry, request_cancel
+from wayang.runtime.records import read_events
 from wayang.store.port import NewTopicMessage
 
 
@@ -408,3 +409,50 @@ def test_runs_waiting_on_one_topic_each_take_what_came_since_they_began(tmp_path
     states = in_engine(app, body)
     app.close()
     assert [state.steps["got"].outputs["n"] for state in states] == [1, 2]
+
+
+def test_a_parent_hears_of_children_that_another_engine_finished(tmp_path: Path) -> None:
+    # The first engine starts the parent and its two children, then stops. A second takes up
+    # the children; a third the parent, which finds them busy elsewhere and so watches the
+    # store for their ends.
+    write_workflow(tmp_path, 'id = "c"\n[steps.work]\nrun = "sleep 0.5"\n', "child.toml")
+    path = write_workflow(
+        tmp_path,
+        """
+        id = "p"
+        [steps.one]
+        kind = "subworkflow"
+        workflow = "child.toml"
+        [steps.two]
+        kind = "subworkflow"
+        workflow = "child.toml"
+        """,
+    )
+    settings = replace(FAST, lease_s=2.0, renew_every_s=0.2)
+    first, second, third = (make_app(tmp_path, settings) for _ in range(3))
+
+    def children(run_id: str) -> list[str]:
+        history = read_events(first.store.load_history(run_id))
+        return [e.child_run_id for e in history if isinstance(e, ev.SubworkflowStarted)]
+
+    async def begin(engine: Engine) -> tuple[str, list[str]]:
+        run_id, _ = await start(engine, path)
+        while len(children(run_id)) < 2:
+            await asyncio.sleep(0.02)
+        return run_id, children(run_id)
+
+    parent, kids = in_engine(first, begin)
+
+    async def take_up() -> RunState:
+        async with second.engine() as others, third.engine() as mine:
+            ends = [await others.adopt(kid) for kid in kids]
+            done = await mine.adopt(parent)
+            assert not any(kid in mine._runs for kid in kids)  # busy elsewhere: watched
+            await asyncio.gather(*ends)
+            return await asyncio.wait_for(done, 10)
+
+    state = asyncio.run(take_up())
+    for app in (first, second, third):
+        app.close()
+    assert state.status is RunStatus.SUCCEEDED
+    assert {step.status for step in state.steps.values()} == {StepStatus.SUCCEEDED}

@@ -40,6 +40,8 @@ def child_outcome(state: RunState) -> tuple[str, dict[str, Any], str]:
     return state.status.value, dict(state.outputs), error
 
 
+_TERMINAL = frozenset(status.value for status in TERMINAL_RUN)
+
 _SIGNALLED = frozenset({"approval", "negotiation", "complete"})
 """The waits a signal answers (``wayang approve``, ``decline``, ``complete``, their API)."""
 
@@ -69,9 +71,7 @@ class WaitWatcher:
             if kinds & _SIGNALLED and not live.lost:
                 self._take_signals(live, found.get(live.run_id, ()))
         await self._messages([live for live, kinds in waiting if "event" in kinds])
-        for live, kinds in waiting:
-            if "subworkflow" in kinds and not live.lost:
-                await self._children(live)
+        await self._children([live for live, kinds in waiting if "subworkflow" in kinds])
 
     def _take_signals(self, live: _LiveRun, records: Sequence[SignalRecord]) -> None:
         for record in records:
@@ -148,18 +148,29 @@ class WaitWatcher:
 
     # --- child runs ------------------------------------------------------------------------------
 
-    async def _children(self, live: _LiveRun) -> None:
-        for step_id, wait in _waiting(live.state):
-            child = wait.get("child_run_id") if wait["kind"] == "subworkflow" else None
-            if child and child not in self.engine._runs:
-                await self._check_child(live, step_id, child)
-
-    async def _check_child(self, live: _LiveRun, step_id: str, child: str) -> None:
-        record = await self._call(self.engine.store.get_run, child, live.tenant)
-        if record is None or record.status not in {s.value for s in TERMINAL_RUN}:
+    async def _children(self, lives: Sequence[_LiveRun]) -> None:
+        """Report the children that ended under another engine (those this engine drives
+        report themselves): their statuses in one read, the histories of the ended in one more."""
+        watched = [
+            (live, step_id, child)
+            for live in lives
+            for step_id, wait in _waiting(live.state)
+            if wait["kind"] == "subworkflow"
+            and (child := wait.get("child_run_id"))
+            and child not in self.engine._runs
+        ]
+        if not watched:
             return
-        history = read_events(await self._call(self.engine.store.load_history, child))
-        self._report(live.run_id, step_id, child, fold(child, history))
+        store = self.engine.store
+        statuses = await self._call(store.run_statuses, sorted({c for _, _, c in watched}))
+        ended = sorted({c for c, status in statuses.items() if status in _TERMINAL})
+        if not ended:
+            return
+        histories = await self._call(store.load_histories, ended)
+        for live, step_id, child in watched:
+            if child in histories and not live.lost:
+                history = read_events(histories[child])
+                self._report(live.run_id, step_id, child, fold(child, history))
 
     async def resume(self, live: _LiveRun) -> None:
         """After adoption: start children that were never started, adopt orphaned ones."""
@@ -171,7 +182,7 @@ class WaitWatcher:
             if record is None:
                 params = wait.get("params") or {}
                 self.start_child(live, StartChildRun(child, step_id, wait["workflow"], params))
-            elif record.status not in {s.value for s in TERMINAL_RUN}:
+            elif record.status not in _TERMINAL:
                 with contextlib.suppress(RunBusyError, RunNotFoundError):
                     future = await self.engine.adopt(child, tenant=live.tenant)
                     self._on_done(live.run_id, step_id, child, future)
