@@ -3,6 +3,7 @@ and `spin`, which burns CPU first (the fleet benchmark's CPU-bound variant)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -14,12 +15,14 @@ async def noop_async(i: int) -> int:
     return i
 
 
-SPIN_S = 0.005
+# BENCH_SPIN_MS: the CPU each spin step burns, in milliseconds (the workers inherit the
+# environment of the benchmark that starts them).
+SPIN_S = float(os.environ.get("BENCH_SPIN_MS", "5")) / 1000
 
 
 def spin(i: int) -> int:
-    """Burn 5 ms of this thread's CPU, then return ``i``: a step whose cost is the CPU it needs
-    (so more worker processes on more cores finish more of them)."""
+    """Burn ``SPIN_S`` of this thread's CPU, then return ``i``: a step whose cost is the CPU
+    it needs (so more worker processes on more cores finish more of them)."""
     until = time.thread_time() + SPIN_S
     while time.thread_time() < until:
         pass

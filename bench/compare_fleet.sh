@@ -15,7 +15,9 @@
 #
 # The repetitions are interleaved: each round runs every configuration once, Wayang's and DBOS's
 # of a workload one after the other, so both meet the same machine (a test suite starting
-# halfway through moves both, not one). ONLY: all | wayang | dbos | spin | claim.
+# halfway through moves both, not one). ONLY: all | wayang | dbos | spin | sweep | claim.
+# sweep (not part of all): 1 and 2 workers on CPU-bound steps of SWEEP_MS milliseconds each, with
+# SWEEP_SLOTS slots, to show where a second worker process pays (fleet_table.py's last table).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEERS=${PEERS_DIR:-/tmp/peers}
@@ -25,9 +27,12 @@ N_CHAIN=${N_CHAIN:-500}
 N_FANOUT=${N_FANOUT:-1000}
 N_MANY=${N_MANY:-200}
 # Each worker's --slots. No-op steps wait on nothing, so a worker keeps as many going as DBOS's
-# queue does (no limit there): 64. Steps of 5 ms of CPU are the workers' CPUs to share: 8.
+# queue does (no limit there): 64. Steps of 5 ms of CPU: 32, which both 1 and 2 workers finish
+# faster than 8 (each round trip to the store carries more tasks; ONLY=sweep shows both).
 SLOTS=${SLOTS:-64}
-SPIN_SLOTS=${SPIN_SLOTS:-8}
+SPIN_SLOTS=${SPIN_SLOTS:-32}
+SWEEP_MS=${SWEEP_MS:-2 5 10 20}
+SWEEP_SLOTS=${SWEEP_SLOTS:-8 32}
 ONLY=${ONLY:-all}
 OUT=${OUT:-$BENCH/results/fleet.jsonl}
 WPY=$ROOT/.venv/bin/python
@@ -72,6 +77,16 @@ plan() {
     # one run handed off: the steps its driver's slots would start late go to the other drivers
     for k in 1 2 4; do
       echo "wayang-pg-spin-drivers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SPIN_SLOTS --drive"
+    done
+  fi
+  if [ "$ONLY" = sweep ]; then
+    local ms slots
+    for ms in $SWEEP_MS; do
+      for slots in $SWEEP_SLOTS; do
+        for k in 1 2; do
+          echo "wayang-pg-sweep-${ms}ms-slots$slots-workers$k $WPY --env BENCH_FN=spin --env BENCH_SPIN_MS=$ms -- $F --workload fanout --n $N_FANOUT --workers $k --slots $slots"
+        done
+      done
     done
   fi
 }

@@ -95,6 +95,23 @@ def scaling(reps: Reps) -> None:
         )
 
 
+def sweep(reps: Reps) -> None:
+    """1 worker against 2 on CPU-bound steps of several costs (compare_fleet.sh ONLY=sweep)."""
+    runs: dict[tuple[float, int], dict[int, float | None]] = defaultdict(dict)
+    for label in reps:
+        if label.startswith("wayang-pg-sweep-"):
+            ms, slots, workers = label.removeprefix("wayang-pg-sweep-").split("-")
+            key = (float(ms.removesuffix("ms")), int(slots.removeprefix("slots")))
+            runs[key][int(workers.removeprefix("workers"))] = median(reps, label, "rate_per_s")
+    if not runs:
+        return
+    print("| CPU per step | slots | 1 worker (tasks/s) | 2 workers (tasks/s) | 2 ÷ 1 |")
+    print("|---:|---:|---:|---:|---:|")
+    for (ms, slots), rates in sorted(runs.items()):
+        one, two = rates.get(1), rates.get(2)
+        print(f"| {ms:g} ms | {slots} | {cell(one, 1)} | {cell(two, 1)} | {ratio(two, one)} |")
+
+
 def costs(reps: Reps) -> None:
     print(
         "| run | rate | commits/s | CPU s: engine / workers / PostgreSQL | PostgreSQL's share "
@@ -139,7 +156,7 @@ def claims(reps: Reps) -> None:
 
 def main() -> None:
     reps = load(sys.argv[1])
-    for table in (versus_dbos, scaling, costs, claims):
+    for table in (versus_dbos, scaling, sweep, costs, claims):
         table(reps)
         print()
 
