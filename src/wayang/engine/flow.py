@@ -87,7 +87,7 @@ class FlowMixin(DeciderBase):
             return Readiness("run")
         hints = self.state.join_hint if not self.run.loops else None
         scan = _Scan(edges, hints.get(planned.id, 0) if hints is not None else 0)
-        failure = self._scan(edges, scan, self._waits_at_first_open(planned, edges))
+        failure = self._scan(scan, self._waits_at_first_open(planned, edges))
         if hints is not None:
             hints[planned.id] = scan.known
         if failure is not None:
@@ -125,8 +125,9 @@ class FlowMixin(DeciderBase):
             return Readiness("skip", f"{why} ({'; '.join(dead)})" if dead else why)
         return _WAIT
 
-    def _scan(self, edges: tuple[Edge, ...], scan: _Scan, wait_early: bool) -> Readiness | None:
+    def _scan(self, scan: _Scan, wait_early: bool) -> Readiness | None:
         """Sort the edges past the known ones into taken, dead and open (see readiness)."""
+        edges = scan.edges
         for at in range(scan.start, len(edges)):  # no slice: a copy of the rest each time
             edge = edges[at]
             try:
