@@ -59,7 +59,7 @@ from wayang_bench import workflow_text  # noqa: E402
 
 from wayang import __version__  # noqa: E402
 from wayang.app import App, Settings  # noqa: E402
-from wayang.cli.driver import freeze_startup_heap  # noqa: E402
+from wayang.cli.driver import defer_full_collections, freeze_startup_heap  # noqa: E402
 from wayang.engine.state import RunState  # noqa: E402
 from wayang.ids import new_run_id  # noqa: E402
 from wayang.runtime.engine import EngineSettings  # noqa: E402
@@ -242,6 +242,7 @@ def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
         probe = Probe(options.pg, schema, pids)
         runs = options.n if options.workload == "many" else 1
         freeze_startup_heap()  # as 'wayang server' and 'wayang worker' do before their work
+        defer_full_collections()
         states, work = asyncio.run(run_workload(app, path, runs, probe))
         pg_cpu, cpu = probe.stop()
         setup = time.perf_counter() - setup_started - work

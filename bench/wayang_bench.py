@@ -42,6 +42,7 @@ _mark = time.perf_counter()
 
 from wayang import __version__  # noqa: E402
 from wayang.app import App, Settings  # noqa: E402
+from wayang.cli.driver import defer_full_collections  # noqa: E402
 from wayang.engine.state import RunState  # noqa: E402
 from wayang.ids import new_run_id  # noqa: E402
 from wayang.runtime.operations import prepare_run  # noqa: E402
@@ -119,6 +120,7 @@ def main() -> None:
     path.write_text(workflow_text("many" if args.workload == "many" else kind, n), "utf-8")
     app = App(Settings(store=str(folder / "wayang.db")))
     runs = n if args.workload == "many" else 1
+    defer_full_collections()  # as 'wayang run' does
     *states, work = asyncio.run(run_workload(app, path, runs, args.parallel))
     total_setup = time.perf_counter() - setup_started
     teardown_started = time.perf_counter()

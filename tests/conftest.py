@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -42,6 +43,15 @@ _BINDING_ERRORS = (
     "did not supply a value for binding parameter",
     "Incorrect number of bindings",
 )
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """A command run in this process (``wayang run`` tunes the garbage collector for an
+    engine) leaves the collector's thresholds as it found them."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(autouse=True)

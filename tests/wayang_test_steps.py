@@ -6,6 +6,7 @@ It lives directly under ``tests/`` because that is the directory pytest puts on 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Any
@@ -140,3 +141,9 @@ class _AsyncCallable:
 
 
 async_callable = _AsyncCallable()
+
+
+def collector_thresholds() -> dict[str, int]:
+    """The garbage collector's thresholds in the process running the step."""
+    young, middle, full = gc.get_threshold()
+    return {"young": young, "middle": middle, "full": full}

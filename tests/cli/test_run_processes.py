@@ -3,6 +3,7 @@ resumed, and detached runs. Each ``wayang run`` here is a child process on the t
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli_runs import Wayang, kill_group, wait_for
+from wayang.cli.driver import FULL_COLLECTION_AFTER
 
 Spawn = Callable[..., subprocess.Popen[str]]
 
@@ -202,3 +204,17 @@ def test_sigterm_stops_at_once_and_leaves_the_run_resumable(
     resumed = wayang("resume", run_id, "--json")
     assert resumed.code == 0 and resumed.json()["status"] == "succeeded"
     assert ledger(tmp_path) == ["a", "b", "b", "c"]
+
+
+def test_wayang_run_looks_at_a_full_collection_less_often(spawn: Spawn, tmp_path: Path) -> None:
+    # The step runs in the CLI's process, so it sees the collector the engine works with.
+    path = tmp_path / "gc.toml"
+    path.write_text(
+        'id = "gc"\n[steps.look]\nuses = "python:wayang_test_steps:collector_thresholds"\n'
+    )
+    child = spawn("run", str(path), "--json")
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    outputs = json.loads(out)["steps"]["look"]["outputs"]
+    young, middle, _ = gc.get_threshold()
+    assert outputs == {"young": young, "middle": middle, "full": FULL_COLLECTION_AFTER}

@@ -16,7 +16,13 @@ from click.core import ParameterSource
 
 from wayang.app import App
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import STORE_KEY, freeze_startup_heap, json_text, open_app
+from wayang.cli.driver import (
+    STORE_KEY,
+    defer_full_collections,
+    freeze_startup_heap,
+    json_text,
+    open_app,
+)
 from wayang.cli.run_render import print_rows
 from wayang.client import ApiError, Client, HttpWorkerLink
 from wayang.errors import UsageError
@@ -231,6 +237,7 @@ def _serve(
         soft_wrap=True,
     )
     freeze_startup_heap()
+    defer_full_collections()  # a driver's engine, and a worker's tasks in flight, grow its heap
     asyncio.run(_work(runner, over_http, driver))
     counts = runner.counts
     cli.err.print(

@@ -12,7 +12,7 @@ import click
 
 from wayang.app import App, Settings
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import STORE_KEY, freeze_startup_heap
+from wayang.cli.driver import STORE_KEY, defer_full_collections, freeze_startup_heap
 from wayang.cli.runs import duration_option
 from wayang.runtime.engine import EngineSettings
 
@@ -167,6 +167,7 @@ def server(
     try:
         core = ServerCore(app, core_settings, metrics=Metrics(), tracing=tracing)
         freeze_startup_heap()
+        defer_full_collections()
         with asyncio.Runner(loop_factory=fast_loop()) as runner:
             runner.run(serve(core, listen, settings.store))
     finally:
