@@ -69,6 +69,8 @@ def versus_dbos(reps: Reps) -> None:
         fastest = max(candidates, key=lambda label: median(reps, label, "rate_per_s") or 0.0)
         for mode_title, mode in MODES:
             ours = median(reps, f"wayang-pg-{stem}-{mode}", "rate_per_s")
+            if ours is None:
+                continue  # not in this file (ONLY=… ran other configurations)
             for label in dict.fromkeys([headline, fastest]):
                 theirs = median(reps, label, "rate_per_s")
                 name = label.removeprefix("dbos-pg-")
@@ -88,6 +90,8 @@ def scaling(reps: Reps) -> None:
     rows += [("fanout 1000, 5 ms of CPU per step (tasks/s), drivers", "spin", "drivers")]
     for title, stem, kind in rows:
         rates = [median(reps, f"wayang-pg-{stem}-{kind}{k}", "rate_per_s") for k in (1, 2, 4)]
+        if not any(rates):
+            continue
         one, two, four = rates
         print(
             f"| {title} | {cell(one, 1)} | {cell(two, 1)} | {cell(four, 1)} "
