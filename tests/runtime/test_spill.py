@@ -11,6 +11,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import wayang_test_steps as steps
 from runtime_helpers import FAST, start, write_workflow
@@ -106,3 +109,26 @@ def test_a_driver_keeps_the_steps_no_other_worker_could_run(app: App, tmp_path: 
 
     assert asyncio.run(scenario()) == (RunStatus.SUCCEEDED, 0)
     assert steps.AtOnce.most == 1
+
+
+def test_a_driver_reads_the_fleet_as_its_steps_begin_to_wait(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before any step has ended (so before the steps can be weighed): steps that compute may
+    # keep the driver's loop busy by the time they are.
+    steps.AtOnce.most = steps.AtOnce.calls = steps.AtOnce.now = 0
+    ended_at_each_read: list[int] = []
+    read_workers = app.store.list_workers
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        with steps.AtOnce.lock:
+            ended_at_each_read.append(steps.AtOnce.calls - steps.AtOnce.now)
+        return read_workers(*args, **kwargs)
+
+    async def scenario() -> RunStatus:
+        async with helper(app):
+            monkeypatch.setattr(app.store, "list_workers", noting)
+            return await drive_fanout(app, tmp_path, spill_after_s=0.05)
+
+    assert asyncio.run(scenario()) is RunStatus.SUCCEEDED
+    assert ended_at_each_read[:1] == [0]
