@@ -150,6 +150,14 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"id", "steps", "parameters"} <= set(schema["properties"])
 
 
+def test_schema_shows_the_empty_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """Empty lists and dicts are made per model (spec.empty_list), still shown as defaults."""
+    _, out, _ = run_cli(capsys, "schema")
+    schema = json.loads(out)
+    assert schema["properties"]["tags"]["default"] == []
+    assert schema["properties"]["parameters"]["default"] == {}
+
+
 def test_console_script_plain_output_without_terminal(tmp_path: Path) -> None:
     path = tmp_path / "workflow.toml"
     path.write_text(BROKEN)
