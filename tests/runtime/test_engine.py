@@ -411,6 +411,43 @@ def test_runs_waiting_on_one_topic_each_take_what_came_since_they_began(tmp_path
     assert [state.steps["got"].outputs["n"] for state in states] == [1, 2]
 
 
+def test_a_parent_taken_up_takes_up_its_children_left_with_it(tmp_path: Path) -> None:
+    # The first engine starts the parent and its three children, then stops; the second takes
+    # up the parent alone, and with it the children (their statuses read in one call).
+    write_workflow(tmp_path, 'id = "c"\n[steps.work]\nrun = "sleep 0.3"\n', "child.toml")
+    steps = "".join(
+        f'[steps.s{i}]\nkind = "subworkflow"\nworkflow = "child.toml"\n' for i in range(3)
+    )
+    path = write_workflow(tmp_path, f'id = "p"\n{steps}')
+    first, second = (make_app(tmp_path, FAST) for _ in range(2))
+
+    def children(run_id: str) -> list[str]:
+        history = read_events(first.store.load_history(run_id))
+        return [e.child_run_id for e in history if isinstance(e, ev.SubworkflowStarted)]
+
+    async def begin(engine: Engine) -> tuple[str, list[str]]:
+        run_id, _ = await start(engine, path)
+        while len(children(run_id)) < 3:
+            await asyncio.sleep(0.02)
+        return run_id, children(run_id)
+
+    parent, kids = in_engine(first, begin)
+    assert {first.store.get_run(kid).status for kid in kids} == {"running"}  # type: ignore[union-attr]
+
+    async def take_up() -> tuple[RunState, set[str]]:
+        async with second.engine() as engine:
+            done = await engine.adopt(parent)
+            driven = {kid for kid in kids if kid in engine._runs}
+            return await asyncio.wait_for(done, 10), driven
+
+    state, driven = asyncio.run(take_up())
+    for app in (first, second):
+        app.close()
+    assert driven == set(kids)
+    assert state.status is RunStatus.SUCCEEDED
+    assert {step.status for step in state.steps.values()} == {StepStatus.SUCCEEDED}
+
+
 def test_a_parent_hears_of_children_that_another_engine_finished(tmp_path: Path) -> None:
     # The first engine starts the parent and its two children, then stops. A second takes up
     # the children; a third the parent, which finds them busy elsewhere and so watches the

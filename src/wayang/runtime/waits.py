@@ -173,16 +173,20 @@ class WaitWatcher:
                 self._report(live.run_id, step_id, child, fold(child, history))
 
     async def resume(self, live: _LiveRun) -> None:
-        """After adoption: start children that were never started, adopt orphaned ones."""
-        for step_id, wait in _waiting(live.state):
-            if wait["kind"] != "subworkflow":
-                continue
+        """After adoption: start children that were never started, adopt orphaned ones (their
+        statuses read in one call: a fan-out of subworkflows may wait on hundreds)."""
+        waits = [(step_id, w) for step_id, w in _waiting(live.state) if w["kind"] == "subworkflow"]
+        if not waits:
+            return
+        children = [wait["child_run_id"] for _, wait in waits]
+        statuses = await self._call(self.engine.store.run_statuses, children)
+        for step_id, wait in waits:
             child = wait["child_run_id"]
-            record = await self._call(self.engine.store.get_run, child, live.tenant)
-            if record is None:
+            status = statuses.get(child)
+            if status is None:
                 params = wait.get("params") or {}
                 self.start_child(live, StartChildRun(child, step_id, wait["workflow"], params))
-            elif record.status not in _TERMINAL:
+            elif status not in _TERMINAL:
                 with contextlib.suppress(RunBusyError, RunNotFoundError):
                     future = await self.engine.adopt(child, tenant=live.tenant)
                     self._on_done(live.run_id, step_id, child, future)
