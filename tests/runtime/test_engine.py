@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime_helpers import FAST, in_engine, make_app, run_text, start, write_workflow
+from wayang.app import App
 from wayang.engine import events as ev
 from wayang.engine.replay import replay
 from wayang.engine.state import RunState, RunStatus, StepStatus
@@ -411,27 +412,37 @@ def test_runs_waiting_on_one_topic_each_take_what_came_since_they_began(tmp_path
     assert [state.steps["got"].outputs["n"] for state in states] == [1, 2]
 
 
-def test_a_parent_taken_up_takes_up_its_children_left_with_it(tmp_path: Path) -> None:
-    # The first engine starts the parent and its three children, then stops; the second takes
-    # up the parent alone, and with it the children (their statuses read in one call).
-    write_workflow(tmp_path, 'id = "c"\n[steps.work]\nrun = "sleep 0.3"\n', "child.toml")
+def _parent_of_children(tmp_path: Path, children: int, sleep_s: float) -> Path:
+    """A parent workflow of ``children`` subworkflow steps, each a child sleeping ``sleep_s``."""
+    write_workflow(tmp_path, f'id = "c"\n[steps.work]\nrun = "sleep {sleep_s}"\n', "child.toml")
     steps = "".join(
-        f'[steps.s{i}]\nkind = "subworkflow"\nworkflow = "child.toml"\n' for i in range(3)
+        f'[steps.s{i}]\nkind = "subworkflow"\nworkflow = "child.toml"\n' for i in range(children)
     )
-    path = write_workflow(tmp_path, f'id = "p"\n{steps}')
-    first, second = (make_app(tmp_path, FAST) for _ in range(2))
+    return write_workflow(tmp_path, f'id = "p"\n{steps}')
 
-    def children(run_id: str) -> list[str]:
-        history = read_events(first.store.load_history(run_id))
+
+def _started_with_children(app: App, path: Path, children: int) -> tuple[str, list[str]]:
+    """Start the parent in ``app``'s engine, which stops once it started all its children."""
+
+    def started(run_id: str) -> list[str]:
+        history = read_events(app.store.load_history(run_id))
         return [e.child_run_id for e in history if isinstance(e, ev.SubworkflowStarted)]
 
     async def begin(engine: Engine) -> tuple[str, list[str]]:
         run_id, _ = await start(engine, path)
-        while len(children(run_id)) < 3:
+        while len(started(run_id)) < children:
             await asyncio.sleep(0.02)
-        return run_id, children(run_id)
+        return run_id, started(run_id)
 
-    parent, kids = in_engine(first, begin)
+    return in_engine(app, begin)
+
+
+def test_a_parent_taken_up_takes_up_its_children_left_with_it(tmp_path: Path) -> None:
+    # The first engine starts the parent and its three children, then stops; the second takes
+    # up the parent alone, and with it the children (their statuses read in one call).
+    path = _parent_of_children(tmp_path, 3, 0.3)
+    first, second = (make_app(tmp_path, FAST) for _ in range(2))
+    parent, kids = _started_with_children(first, path, 3)
     left = [first.store.get_run(kid) for kid in kids]
     assert all(record is not None and record.status == "running" for record in left)
 
@@ -453,33 +464,10 @@ def test_a_parent_hears_of_children_that_another_engine_finished(tmp_path: Path)
     # The first engine starts the parent and its two children, then stops. A second takes up
     # the children; a third the parent, which finds them busy elsewhere and so watches the
     # store for their ends.
-    write_workflow(tmp_path, 'id = "c"\n[steps.work]\nrun = "sleep 0.5"\n', "child.toml")
-    path = write_workflow(
-        tmp_path,
-        """
-        id = "p"
-        [steps.one]
-        kind = "subworkflow"
-        workflow = "child.toml"
-        [steps.two]
-        kind = "subworkflow"
-        workflow = "child.toml"
-        """,
-    )
+    path = _parent_of_children(tmp_path, 2, 0.5)
     settings = replace(FAST, lease_s=2.0, renew_every_s=0.2)
     first, second, third = (make_app(tmp_path, settings) for _ in range(3))
-
-    def children(run_id: str) -> list[str]:
-        history = read_events(first.store.load_history(run_id))
-        return [e.child_run_id for e in history if isinstance(e, ev.SubworkflowStarted)]
-
-    async def begin(engine: Engine) -> tuple[str, list[str]]:
-        run_id, _ = await start(engine, path)
-        while len(children(run_id)) < 2:
-            await asyncio.sleep(0.02)
-        return run_id, children(run_id)
-
-    parent, kids = in_engine(first, begin)
+    parent, kids = _started_with_children(first, path, 2)
 
     async def take_up() -> RunState:
         async with second.engine() as others, third.engine() as mine:
