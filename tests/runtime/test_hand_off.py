@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from dataclasses import replace
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ import pytest
 import wayang_test_steps as steps
 from runtime_helpers import FAST, start, write_workflow
 from wayang.app import App, Settings
+from wayang.engine.events import RunStarted
 from wayang.engine.replay import replay
 from wayang.engine.state import RunStatus
+from wayang.policy import ENTRY_POINT_GROUP, gate_for, plugins
 from wayang.runtime.engine import Engine
-from wayang.runtime.hand_off import driver_owner, runs_driven_by
+from wayang.runtime.hand_off import Definitions, driver_owner, runs_driven_by
 from wayang.runtime.owner import owner_is_gone
 from wayang.runtime.records import read_events
 from wayang.runtime.slots import Slots
@@ -283,3 +286,51 @@ def test_a_draining_driver_starts_no_step_still_waiting_for_a_slot(
     assert started_by_first == 1  # the drain let the running step finish, and started no other
     assert status is RunStatus.SUCCEEDED
     assert steps.AtOnce.calls == 3  # the next driver ran the two that never started
+
+
+PLANNED = """
+id = "planned"
+[parameters.who]
+type = "string"
+default = "world"
+[steps.greet]
+run = "echo hello ${{ params.who }}"
+[policy]
+max_parallel = 4
+"""
+
+
+def _started(params: dict[str, Any], policy: str = "") -> RunStarted:
+    return RunStarted(
+        workflow_id="planned",
+        workflow_version="0.1.0",
+        source=PLANNED,
+        filename="workflow.toml",
+        params=params,
+        env={},
+        env_overrides={},
+        at=time.time(),
+        policy_source=policy,
+        policy_filename="wayang.policy.toml" if policy else "",
+    )
+
+
+def test_a_driver_plans_a_definition_once_for_runs_of_the_same_inputs() -> None:
+    definitions = Definitions()
+    first = definitions.plan(_started({"who": "ann"}), gate_for)
+    assert definitions.plan(_started({"who": "ann"}), gate_for) is first  # started later
+    other = definitions.plan(_started({"who": "bob"}), gate_for)
+    assert other is not first
+    assert other.steps["greet"].command == "echo hello bob"
+    assert first.steps["greet"].command == "echo hello ann"
+
+
+def test_a_plan_whose_gate_is_a_plugins_engine_is_not_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = EntryPoint(name="fake", value="tests.policy.fake_engine:make", group=ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins, "entry_points", lambda *, group: [entry])
+    definitions = Definitions()
+    policy = 'engine = "fake"\n[roles]\nadmins = ["ann"]\n'
+    first = definitions.plan(_started({}, policy), gate_for)
+    assert definitions.plan(_started({}, policy), gate_for) is not first

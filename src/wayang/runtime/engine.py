@@ -395,7 +395,7 @@ class Engine:
     def _track_adopted(self, state: RunState, record: RunRecord) -> _LiveRun:
         started = state.started
         assert started is not None
-        plan = RunPlan.from_started(started, gate_for, self._definitions.parsed(started))
+        plan = self._definitions.plan(started, gate_for)
         live = self._track(plan, state, record.tenant, self.settings.work_in or started.cwd)
         live.waiter = record.spec.get("handed_off_by")
         return live

@@ -24,17 +24,20 @@ its driver wakes that engine when the run ends (PostgreSQL), which then reads th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from wayang.engine import events as ev
+from wayang.engine.gate import AllowAll
 from wayang.engine.messages import Decision, StartChildRun
-from wayang.engine.runplan import RunPlan
+from wayang.engine.runplan import GateFactory, RunPlan
 from wayang.engine.state import RunStatus, fold
 from wayang.model.loader import parse_pinned
 from wayang.model.spec import Workflow
+from wayang.policy.rules import RuleGate
 from wayang.runtime.names import RunLostError
 from wayang.runtime.owner import new_owner_id
 from wayang.runtime.records import read_events
@@ -49,6 +52,8 @@ DEFINITIONS_KEPT = 64
 LOOK_EVERY_S = 1.0
 """How often an idle driver looks for runs unasked: a hand-off wakes it at once on PostgreSQL;
 runs given back by a stopping driver, or left by a dead one, wait for this look."""
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _ENDED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value})
 
 
@@ -180,19 +185,49 @@ class HandOffs:
 
 
 class Definitions:
-    """The workflow definitions of adopted runs, parsed once each: a driver adopts many runs
-    of one definition, and parsing it is most of what rebuilding a run's plan costs."""
+    """The workflow definitions of adopted runs, parsed once each, and their plans, built once
+    for every run of a definition started with the same inputs: a driver adopts many runs of
+    one definition, and parsing and planning it is most of what taking a run up costs."""
 
     def __init__(self, keep: int = DEFINITIONS_KEPT) -> None:
         self._keep = keep
         self._parsed: dict[tuple[str, str], Workflow] = {}
+        self._plans: dict[tuple[str, ...], RunPlan] = {}
 
     def parsed(self, started: ev.RunStarted) -> Workflow:
         key = (started.source, started.filename)
         found = self._parsed.get(key)
         if found is None:
             found = parse_pinned(started.source, started.filename)
-            if len(self._parsed) >= self._keep:
-                self._parsed.pop(next(iter(self._parsed)))  # the oldest
-            self._parsed[key] = found
+            _keep(self._parsed, key, found, self._keep)
         return found
+
+    def plan(self, started: ev.RunStarted, gates: GateFactory) -> RunPlan:
+        """The run's plan. One is shared by the runs whose plans are equal: same definition,
+        parameters, environment and policy, and a gate that keeps no state of its own (no
+        policy engine of a plugin's, which might)."""
+        key = _plan_key(started)
+        found = self._plans.get(key)
+        if found is None:
+            found = RunPlan.from_started(started, gates, self.parsed(started))
+            if isinstance(found.gate, AllowAll | RuleGate):
+                _keep(self._plans, key, found, self._keep)
+        return found
+
+
+def _plan_key(started: ev.RunStarted) -> tuple[str, ...]:
+    inputs = (started.params, started.env, started.env_overrides)
+    return (
+        started.source,
+        started.filename,
+        started.policy_source,
+        started.policy_filename,
+        *(json.dumps(value, sort_keys=True, default=str) for value in inputs),
+    )
+
+
+def _keep(kept: dict[_K, _V], key: _K, value: _V, most: int) -> None:
+    """Remember ``value``, forgetting the oldest entry past ``most``."""
+    if len(kept) >= most:
+        kept.pop(next(iter(kept)))
+    kept[key] = value
