@@ -46,8 +46,18 @@ def ledger(tmp_path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def wait_until_b_runs(tmp_path: Path) -> None:
+def wait_until_b_runs(tmp_path: Path, wayang: Wayang) -> None:
+    """Until b runs and the store knows a succeeded. The engine starts b before the append that
+    records a's success (and dispatches b) is durable (runtime/engine.py): a CLI killed in
+    between leaves a in flight, to be cancelled or run again by whoever adopts the run."""
     wait_for(lambda: "b" in ledger(tmp_path) and (tmp_path / "b.pid").exists(), what="step b")
+    wait_for(lambda: durable_status(wayang, "a") == "succeeded", what="a's success in the store")
+
+
+def durable_status(wayang: Wayang, step: str) -> str | None:
+    """``step``'s status in the store, None while the run itself is not there yet."""
+    result = wayang("status", "--json")
+    return str(result.json()["steps"][step]["status"]) if result.code == 0 else None
 
 
 def latest(wayang: Wayang) -> dict[str, object]:
@@ -57,7 +67,7 @@ def latest(wayang: Wayang) -> dict[str, object]:
 
 def test_ctrl_c_cancels_the_run(spawn: Spawn, wayang: Wayang, tmp_path: Path) -> None:
     child = spawn("run", write(tmp_path))
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     asked = time.monotonic()
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=10)
@@ -78,7 +88,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_run_resumable(
 ) -> None:
     # b ignores SIGTERM, so the cancel waits out the grace period: time for a second Ctrl-C.
     child = spawn("run", write(tmp_path, trap='trap "" TERM; '))
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     child.send_signal(signal.SIGINT)
     time.sleep(0.3)
     child.send_signal(signal.SIGINT)
@@ -98,7 +108,7 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_the_run_resumable(
 
 def test_cancel_from_another_process(spawn: Spawn, wayang: Wayang, tmp_path: Path) -> None:
     child = spawn("run", write(tmp_path))
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     run_id = latest(wayang)["run_id"]
     busy = wayang("resume", str(run_id))
     assert busy.code == 1 and f"error: run {run_id} is being driven by " in busy.err
@@ -122,7 +132,7 @@ def test_a_killed_run_resumes_without_rerunning_finished_steps(
         continue_on_error = true
     """
     child = spawn("run", write(tmp_path, extra=extra))
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     wait_for(lambda: wayang("dlq", "list", "--json").json(), what="the dead letter of bad")
     child.kill()
     child.communicate(timeout=10)
@@ -145,7 +155,7 @@ def test_a_killed_run_resumes_without_rerunning_finished_steps(
 
 def test_cancel_of_a_run_nobody_drives(spawn: Spawn, wayang: Wayang, tmp_path: Path) -> None:
     child = spawn("run", write(tmp_path))
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     child.kill()
     child.communicate(timeout=10)
     kill_group(tmp_path / "b.pid")
@@ -193,7 +203,7 @@ def test_sigterm_stops_at_once_and_leaves_the_run_resumable(
     spawn: Spawn, wayang: Wayang, tmp_path: Path
 ) -> None:
     child = spawn("run", write(tmp_path), "--json")
-    wait_until_b_runs(tmp_path)
+    wait_until_b_runs(tmp_path, wayang)
     child.terminate()
     out, err = child.communicate(timeout=10)
     assert child.returncode == 143, err
