@@ -140,18 +140,26 @@ class _Flow:
         edges: list[Edge] = []
         back: set[tuple[str, str]] = set(graph.back)
         order = list(self.steps)
+        waits_on_events = False
         for edge in _unique(graph.edges):
             if edge.on is None:
                 edges.append(edge)
                 continue
+            waits_on_events = True
             waiter = self._event_step(edge)
             order.insert(order.index(edge.before) + 1, waiter.id)
             edges.append(Edge(edge.before, waiter.id, edge.path))
             edges.append(Edge(waiter.id, edge.after, edge.path, edge.kind, edge.when, edge.map))
             if (edge.before, edge.after) in back:
                 back.add((waiter.id, edge.after))
-        self.graph = StepGraph(order, edges, frozenset(back & {(e.before, e.after) for e in edges}))
-        self.order = [s for s in self.graph.topological_order() if s in self.steps]
+        if not waits_on_events:
+            # No transition waits on an event: the flow is the workflow's own graph, and the
+            # plan lists the steps in its topological order already.
+            self.graph, self.order = graph, order
+        else:
+            pairs = {(e.before, e.after) for e in edges}
+            self.graph = StepGraph(order, edges, frozenset(back & pairs))
+            self.order = [s for s in self.graph.topological_order() if s in self.steps]
         self.inbound: dict[str, list[Edge]] = {s: [] for s in self.order}
         self.loops: dict[str, list[Edge]] = {s: [] for s in self.order}
         self.dependents: dict[str, list[str]] = {s: [] for s in self.order}
