@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 import time
 from typing import Any
@@ -147,3 +148,8 @@ def collector_thresholds() -> dict[str, int]:
     """The garbage collector's thresholds in the process running the step."""
     young, middle, full = gc.get_threshold()
     return {"young": young, "middle": middle, "full": full}
+
+
+def cpus_of_this_thread() -> dict[str, list[int]]:
+    """The CPUs the thread running the step may use."""
+    return {"cpus": sorted(os.sched_getaffinity(0))}

@@ -17,6 +17,7 @@ from wayang.executors.base import Executor
 from wayang.executors.local import LocalExecutor
 from wayang.executors.python import PythonExecutor
 from wayang.executors.shell import ShellExecutor
+from wayang.runtime.cpus import CpuPin
 from wayang.runtime.engine import Engine, EngineSettings, EventObserver, LogObserver
 from wayang.runtime.slots import Slots
 from wayang.runtime.workspaces import RunWorkspaces, WorkspaceChoice, plan_run_workspace
@@ -38,6 +39,7 @@ class Settings:
     parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     shell_grace_s: float = 1.0
     engine: EngineSettings = field(default_factory=EngineSettings)
+    cpu_pin: CpuPin | None = None  # the process was pinned (--cpus): its shell steps are not
 
     @classmethod
     def from_environment(
@@ -66,7 +68,9 @@ class App:
     @property
     def executor(self) -> LocalExecutor:
         if self._executor is None:
-            shell = ShellExecutor(grace_s=self.settings.shell_grace_s)
+            pin = self.settings.cpu_pin
+            child_setup = pin.child_setup() if pin is not None else None
+            shell = ShellExecutor(grace_s=self.settings.shell_grace_s, child_setup=child_setup)
             self._executor = LocalExecutor(shell, PythonExecutor())
         return self._executor
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from cli_runs import Wayang, child_env, wait_for
 from wayang.cli.main import main
+from wayang.runtime.cpus import parse_cpus
 from wayang.runtime.hand_off import driver_owner
 from wayang.store.port import HANDED_OFF, Append, NewEvent, RunRecord, WorkerRecord
 from wayang.store.urls import open_store
@@ -122,6 +124,10 @@ def test_bad_worker_options_are_named(wayang: Wayang) -> None:
     caps = wayang("worker", "--capabilities", "gpu;rm -rf")
     assert caps.code == 2
     assert "--capabilities: 'gpu;rm -rf' is not a name" in caps.err
+    for command in ("worker", "server"):
+        cpus = wayang(command, "--cpus", "first")
+        assert cpus.code == 2
+        assert "--cpus: 'first' is not a CPU number or a range" in cpus.err
     no_limit = wayang("queues", "limit", "default")
     assert no_limit.code == 2
     assert "give --max-running, --max-depth or both" in no_limit.err
@@ -183,3 +189,54 @@ def test_workers_lists_the_runs_each_worker_drives(wayang: Wayang, db: Path) -> 
         "w-drives": "2",
         "w-claims": "0",
     }
+
+
+PINNED = """
+id = "pinned"
+[steps.shell]
+run = 'echo "cpus=$(grep Cpus_allowed_list /proc/self/status | cut -f2)" >> "$WAYANG_OUTPUT"'
+runs_on = { capabilities = ["gpu"] }
+[steps.python]
+uses = "python:wayang_test_steps:cpus_of_this_thread"
+runs_on = { capabilities = ["gpu"] }
+"""
+
+
+def threads_cpus(pid: int) -> set[str]:
+    """The CPU lists of every thread of process ``pid``, as Linux prints them."""
+    found = set()
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.add(line.split(":", 1)[1].strip())
+    return found
+
+
+def test_a_pinned_worker_keeps_its_threads_on_its_cpu_and_frees_its_shell_steps(
+    db: Path, tmp_path: Path
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("pinning shows only with two CPUs or more")
+    (tmp_path / "workflow.toml").write_text(PINNED)
+    last = str(allowed[-1])
+    worker = start_worker(db, "--capabilities", "shell,python,gpu", "--cpus", last)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "wayang", "--no-server", "run", "workflow.toml", "--json"],
+            cwd=tmp_path,
+            env=child_env(db),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        pinned_threads = threads_cpus(worker.pid)
+    finally:
+        code, err = stop(worker)
+    assert run.returncode == 0, run.stderr
+    steps = json.loads(run.stdout)["steps"]
+    assert steps["python"]["outputs"] == {"cpus": [int(last)]}  # a thread of the worker's
+    shell_cpus = parse_cpus(steps["shell"]["outputs"]["cpus"])  # as Linux lists them
+    assert shell_cpus == frozenset(allowed)  # the worker's children get them all back
+    assert pinned_threads == {last}
+    assert code == 0, err

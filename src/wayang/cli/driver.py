@@ -15,7 +15,7 @@ import json
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -26,6 +26,7 @@ from wayang.cli.progress import Progress, progress_for
 from wayang.cli.run_render import run_json
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, RunStatus
+from wayang.runtime.cpus import CpuPin, parse_cpus
 from wayang.runtime.engine import Engine
 from wayang.runtime.names import CANCEL_REQUESTS, RunBusyError
 from wayang.runtime.operations import load_run, needs_adoption, request_cancel
@@ -43,10 +44,11 @@ Begin = Callable[[Engine], Awaitable[asyncio.Future[RunState]]]
 
 
 @contextlib.contextmanager
-def open_app() -> Iterator[App]:
-    """The process's :class:`App`, over the store named by ``--store`` (or its defaults)."""
+def open_app(cpu_pin: CpuPin | None = None) -> Iterator[App]:
+    """The process's :class:`App`, over the store named by ``--store`` (or its defaults);
+    ``cpu_pin``: the process was pinned to CPUs (:func:`pin_to`)."""
     store = click.get_current_context().meta.get(STORE_KEY)
-    app = App(Settings.from_environment(store))
+    app = App(replace(Settings.from_environment(store), cpu_pin=cpu_pin))
     try:
         yield app
     finally:
@@ -76,6 +78,18 @@ def defer_full_collections() -> None:
     before."""
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
+
+
+CPUS_HELP = (
+    "Pin this process to these CPUs (e.g. 0, 2-3): its threads hand work to one another "
+    "faster on one CPU. Shell steps still get all the CPUs; Python steps' own threads and "
+    "subprocesses do not (docs/workers.md, 'Pinning a process to CPUs')."
+)
+
+
+def pin_to(cpus: str | None) -> CpuPin | None:
+    """Pin the process to ``cpus`` (``--cpus``); call it before anything starts a thread."""
+    return CpuPin.apply(parse_cpus(cpus)) if cpus else None
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ from click.core import ParameterSource
 from wayang.app import App
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import (
+    CPUS_HELP,
     STORE_KEY,
     defer_full_collections,
     freeze_startup_heap,
     json_text,
     open_app,
+    pin_to,
 )
 from wayang.cli.run_render import print_rows
 from wayang.client import ApiError, Client, HttpWorkerLink
@@ -139,6 +141,7 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     default=None,
     help="File holding the server's API token.",
 )
+@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
 @pass_cli
 def worker(
     cli: CliContext,
@@ -156,6 +159,7 @@ def worker(
     server_url: str | None,
     token: str | None,
     token_file: Path | None,
+    cpus: str | None,
 ) -> None:
     """Run tasks for the fleet: claim them from the store (--store, e.g. postgresql://…) as
     slots free up, run them here, record their results. With --server URL the worker does all
@@ -165,6 +169,7 @@ def worker(
     offering them. SIGTERM or Ctrl-C stops claiming, lets running tasks finish for --grace
     seconds, then hands the rest back (another worker takes them) and exits 0.
     """
+    pin = pin_to(cpus)
     defaults = WorkerSettings()
     settings = WorkerSettings(
         capabilities=_names(capabilities, "--capabilities"),
@@ -185,7 +190,7 @@ def worker(
     secret = _token(url, token, token_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    with open_app() as app:
+    with open_app(pin) as app:
         if url is None:
             shared = Slots(settings.slots)  # the worker's, shared with its driver's steps
             runner = Worker(store_link(app.store), app.executor, settings, slots=shared)

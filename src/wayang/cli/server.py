@@ -12,7 +12,13 @@ import click
 
 from wayang.app import App, Settings
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import STORE_KEY, defer_full_collections, freeze_startup_heap
+from wayang.cli.driver import (
+    CPUS_HELP,
+    STORE_KEY,
+    defer_full_collections,
+    freeze_startup_heap,
+    pin_to,
+)
 from wayang.cli.runs import duration_option
 from wayang.runtime.engine import EngineSettings
 
@@ -112,6 +118,7 @@ from wayang.runtime.engine import EngineSettings
     show_default=True,
     help="Server log lines: readable text, or one JSON object per line.",
 )
+@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
 @pass_cli
 def server(
     cli: CliContext,
@@ -131,6 +138,7 @@ def server(
     retention_every: str,
     token_file: Path | None,
     log_format: str,
+    cpus: str | None,
 ) -> None:
     """Run the Wayang server: the HTTP API (/api/v1, docs at /api/docs), the Workbench (/),
     the engine with its queue of runs, and the steps of --project.
@@ -144,11 +152,13 @@ def server(
     from wayang.server.daemon import Listen, read_token, serve  # noqa: PLC0415
     from wayang.server.queue import Limits  # noqa: PLC0415
 
+    pin = pin_to(cpus)  # before anything starts a thread
     configure_logging("json" if log_format == "json" else "text")
     store = click.get_current_context().meta.get(STORE_KEY)
     settings = Settings.from_environment(store)
     settings = replace(
         settings,
+        cpu_pin=pin,
         engine=EngineSettings(
             lease_s=lease_s,
             renew_every_s=lease_s / 5,

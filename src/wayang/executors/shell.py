@@ -35,11 +35,13 @@ class ShellExecutor:
 
     On timeout or cancellation the whole process group gets SIGTERM, then SIGKILL when
     ``grace_s`` seconds have passed or as soon as the shell has exited and its pipes have closed
-    (whichever is first), so nothing of the step outlives it.
+    (whichever is first), so nothing of the step outlives it. ``child_setup`` runs in each
+    step's process before the shell (a pinned process gives its steps its CPUs back: cpus.py).
     """
 
-    def __init__(self, grace_s: float = 1.0) -> None:
+    def __init__(self, grace_s: float = 1.0, child_setup: Callable[[], None] | None = None) -> None:
         self._grace_s = grace_s
+        self._child_setup = child_setup
 
     async def execute(self, task: TaskSpec, log: LogSink) -> TaskResult:
         started = time.monotonic()
@@ -79,6 +81,7 @@ class ShellExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group, so we can signal all of it
+                preexec_fn=self._child_setup,
             )
         )
         try:
