@@ -15,7 +15,7 @@
 #
 # The repetitions are interleaved: each round runs every configuration once, Wayang's and DBOS's
 # of a workload one after the other, so both meet the same machine (a test suite starting
-# halfway through moves both, not one). ONLY: all | wayang | dbos | spin | sweep | claim.
+# halfway through moves both, not one). ONLY: all | wayang | dbos | spin | sweep | claim | pinned.
 # sweep (not part of all): 1 and 2 workers on CPU-bound steps of SWEEP_MS milliseconds each, with
 # SWEEP_SLOTS slots, to show where a second worker process pays (fleet_table.py's last table).
 set -eu
@@ -77,6 +77,25 @@ plan() {
     # one run handed off: the steps its driver's slots would start late go to the other drivers
     for k in 1 2 4; do
       echo "wayang-pg-spin-drivers$k $WPY --env BENCH_FN=spin -- $F --workload fanout --n $N_FANOUT --workers $k --slots $SPIN_SLOTS --drive"
+    done
+  fi
+  if [ "$ONLY" = pinned ]; then  # each process pinned to a CPU (--pin: wayang worker --cpus)
+    for w in chain fanout many; do
+      case $w in chain) n=$N_CHAIN ;; fanout) n=$N_FANOUT ;; many) n=$N_MANY ;; esac
+      echo "wayang-pg-$w-engine-pinned $WPY -- $F --workload $w --n $n --pin"
+      for k in 1 2; do
+        echo "wayang-pg-$w-workers$k-pinned $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS --pin"
+      done
+      for k in 1 2 4; do
+        echo "wayang-pg-$w-drivers$k-pinned $WPY -- $F --workload $w --n $n --workers $k --slots $SLOTS --drive --pin"
+      done
+      case $w in  # DBOS beside them, in its headline mode and the mode it is fastest in
+        chain) echo "dbos-pg-chain $DPY -- bench_dbos.py --backend postgres --workload chain --n $n" ;;
+        fanout) for mode in queue gather; do
+            echo "dbos-pg-fanout-$mode $DPY -- bench_dbos.py --backend postgres --workload fanout --n $n --fanout-mode $mode"
+          done ;;
+        many) echo "dbos-pg-many-start $DPY -- bench_dbos.py --backend postgres --workload many --n $n --many-mode start" ;;
+      esac
     done
   fi
   if [ "$ONLY" = sweep ]; then

@@ -62,6 +62,7 @@ from wayang.app import App, Settings  # noqa: E402
 from wayang.cli.driver import defer_full_collections, freeze_startup_heap  # noqa: E402
 from wayang.engine.state import RunState  # noqa: E402
 from wayang.ids import new_run_id  # noqa: E402
+from wayang.runtime.cpus import CpuPin  # noqa: E402
 from wayang.runtime.engine import EngineSettings  # noqa: E402
 from wayang.runtime.operations import prepare_run  # noqa: E402
 
@@ -84,6 +85,7 @@ class Options:
     drive: bool
     drive_runs: int
     spill_after: float | None
+    pin: bool
 
 
 def parse_options() -> Options:
@@ -115,6 +117,12 @@ def parse_options() -> Options:
         default=None,
         help="with --drive: each driver's --spill-after (default: the worker's)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin this process (the engine) to the first CPU it may use, and worker k to the "
+        "next ones in turn (wayang worker --cpus; runtime/cpus.py)",
+    )
     args = parser.parse_args()
     n = args.n if args.n is not None else DEFAULT_N[args.workload]
     return Options(
@@ -129,6 +137,7 @@ def parse_options() -> Options:
         args.drive,
         args.drive_runs,
         args.spill_after,
+        args.pin,
     )
 
 
@@ -148,6 +157,7 @@ class Workers:
         drive: bool,
         drive_runs: int = 0,
         spill_after: float | None = None,
+        pin: CpuPin | None = None,
     ) -> None:
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}  # bench_steps, for the python: references
@@ -156,9 +166,21 @@ class Workers:
         command += ["--drive-runs", str(drive_runs)] if drive and drive_runs else []
         command += ["--spill-after", str(spill_after)] if drive and spill_after is not None else []
         self.logs = [(logs / f"worker{i}.log").open("wb") for i in range(count)]
+        # pinned: worker i on the CPU after the engine's, in turn, started with all the CPUs
+        # (the engine's process is pinned) so that it may choose its own
+        cpus = sorted(pin.free) if pin else []
+        pins = [["--cpus", str(cpus[(i + 1) % len(cpus)])] if cpus else [] for i in range(count)]
+        setup = pin.child_setup() if pin else None
         self.procs = [
-            subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
-            for log in self.logs
+            subprocess.Popen(
+                command + args,
+                cwd=HERE,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=setup,  # noqa: PLW1509 -- it only sets the CPUs: no lock, no import
+            )
+            for log, args in zip(self.logs, pins, strict=True)
         ]
 
     @property
@@ -214,8 +236,11 @@ def engine_settings(options: Options) -> EngineSettings:
     )
 
 
-def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
-    """Set up, run the workload, tear down; the phases, CPU seconds and server counters."""
+def measure(
+    options: Options, schema: str, folder: Path, pin: CpuPin | None = None
+) -> dict[str, Any]:
+    """Set up, run the workload, tear down; the phases, CPU seconds and server counters.
+    ``pin``: this process's pin (--pin); the workers take the CPUs after its one in turn."""
     setup_started = time.perf_counter()
     url = store_url(options.pg, schema, options.pool_max or None)
     path = folder / "workflow.toml"
@@ -231,6 +256,7 @@ def measure(options: Options, schema: str, folder: Path) -> dict[str, Any]:
             drive=options.drive,
             drive_runs=options.drive_runs,
             spill_after=options.spill_after,
+            pin=pin,
         )
         if options.workers
         else None
@@ -274,9 +300,13 @@ def result(options: Options, figures: dict[str, Any]) -> dict[str, Any]:
         "peer": "wayang",
         "version": __version__,
         "backend": "postgres",
-        "mode": (f"drivers-{options.workers}" if options.drive else f"workers-{options.workers}")
-        if options.workers
-        else "engine",
+        "mode": (
+            (f"drivers-{options.workers}" if options.drive else f"workers-{options.workers}")
+            if options.workers
+            else "engine"
+        )
+        + ("-pinned" if options.pin else ""),
+        "pinned": options.pin,
         "workers": options.workers,
         "slots": options.slots if options.workers else None,
         "engine_poll_s": options.engine_poll_s,
@@ -303,11 +333,14 @@ def main() -> None:
     # workers are stopped and the schema dropped instead of left in the database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options = parse_options()
+    pin = None
+    if options.pin:  # before anything here starts a thread: they keep the CPUs they had
+        pin = CpuPin.apply(frozenset([min(os.sched_getaffinity(0))]))
     ensure_database(options.pg)
     schema = fresh_schema()
     with tempfile.TemporaryDirectory(prefix="wayang-fleet-") as folder:
         try:
-            figures = measure(options, schema, Path(folder))
+            figures = measure(options, schema, Path(folder), pin)
         finally:
             if not options.keep:
                 drop_schema(options.pg, schema)

@@ -35,6 +35,7 @@ MODES = [
     *((f"{k} worker(s)", f"workers{k}") for k in (1, 2, 4)),
     *((f"{k} driver(s)", f"drivers{k}") for k in (1, 2, 4)),
 ]
+MODES += [(f"{title}, pinned", f"{mode}-pinned") for title, mode in MODES]  # ONLY=pinned
 Reps = dict[str, list[dict[str, Any]]]
 
 
@@ -81,6 +82,8 @@ def versus_dbos(reps: Reps) -> None:
 
 
 def scaling(reps: Reps) -> None:
+    if not any(label.endswith(("workers1", "drivers1")) for label in reps):
+        return  # ONLY=pinned, sweep or claim: no such rows
     print("| workload | 1 worker | 2 workers | 4 workers | 2 ÷ 1 | 4 ÷ 1 |")
     print("|---|---:|---:|---:|---:|---:|")
     stems = [(title, stem) for title, stem, _, _ in WORKLOADS]
@@ -140,6 +143,8 @@ def costs(reps: Reps) -> None:
 
 
 def claims(reps: Reps) -> None:
+    if not any("claim" in label for label in reps):
+        return
     print(
         "| claimers × tasks per claim | finished rows | commit waits for the disk | claim p50 / "
         "p99 (ms) | complete p50 / p99 (ms) | claims/s | tasks/s | commits/s | PostgreSQL CPU s |"

@@ -68,7 +68,9 @@ class CpuPin:
 
     def child_setup(self) -> Callable[[], None]:
         """What a child process runs before its program: take back the CPUs the process had
-        before it was pinned (``preexec_fn``: it runs in the child, after the fork)."""
+        before it was pinned (``preexec_fn``: it runs in the child, after the fork). Python
+        warns that such code may deadlock beside threads when it takes a lock another thread
+        held at the fork; this one makes one system call on a set built beforehand."""
         free = self.free
 
         def unpin() -> None:
