@@ -5,8 +5,8 @@ goes back to the event loop; a commit runs on the store's thread. With the threa
 CPUs each hand-off wakes another CPU, and on a virtual machine whose idle CPUs halt that costs
 tens of microseconds, several times a step. The interpreter runs Python on one CPU at a time
 anyway, so pinning the process to one CPU loses little and makes those hand-offs cheap
-(docs/performance.md, session 17: a chain on PostgreSQL through the engine alone ran 1.8x
-faster pinned).
+(docs/performance.md, session 17: a chain on PostgreSQL through the engine alone ran 2.1x
+as fast pinned).
 
 What the process's own threads start inherits the pin, since Linux copies a thread's CPUs to
 the threads and processes it creates: a Python step's thread pools and the subprocesses it
