@@ -240,3 +240,35 @@ def test_a_pinned_worker_keeps_its_threads_on_its_cpu_and_frees_its_shell_steps(
     assert shell_cpus == frozenset(allowed)  # the worker's children get them all back
     assert pinned_threads == {last}
     assert code == 0, err
+
+
+def test_wayang_run_pinned_drives_its_run_here_and_frees_its_shell_steps(
+    wayang: Wayang, db: Path, tmp_path: Path
+) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("pinning shows only with two CPUs or more")
+    (tmp_path / "workflow.toml").write_text(
+        PINNED.replace('runs_on = { capabilities = ["gpu"] }\n', "")
+    )
+    last = str(allowed[-1])
+    here = [sys.executable, "-m", "wayang", "run", "workflow.toml", "--cpus", last]
+    done = subprocess.run(
+        [*here, "--json"], cwd=tmp_path, env=child_env(db), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    detached = subprocess.run(
+        [*here, "--detach"], cwd=tmp_path, env=child_env(db), capture_output=True, text=True
+    )
+    assert detached.returncode == 0, detached.stderr
+    run_id = detached.stdout.strip()
+    ended = wait_for(
+        lambda: (s := wayang("status", run_id, "--json").json())["status"] == "succeeded" and s,
+        timeout=30,
+        what="the detached run",
+    )
+    for steps in (json.loads(done.stdout)["steps"], ended["steps"]):
+        assert steps["python"]["outputs"] == {"cpus": [int(last)]}
+        assert parse_cpus(steps["shell"]["outputs"]["cpus"]) == frozenset(allowed)
+    refused = wayang("run", "--detach", "--cpus", "x", str(tmp_path / "workflow.toml"))
+    assert refused.code == 2 and "--cpus: 'x' is not a CPU number" in refused.err

@@ -28,8 +28,11 @@ class DetachError(WayangError):
     """The background process did not create the run."""
 
 
-def start_detached(store: Store, location: str, request: RunRequest, run_id: str) -> Path:
-    """Spawn the background driver of a new run; returns its output file once the run exists."""
+def start_detached(
+    store: Store, location: str, request: RunRequest, run_id: str, cpus: str | None = None
+) -> Path:
+    """Spawn the background driver of a new run; returns its output file once the run exists.
+    ``cpus``: the driver pins itself to these (``wayang run --detach --cpus``)."""
     if is_postgres_url(location):
         # The driver reads the same URL; its output goes beside the user's default store.
         store_arg = location
@@ -46,6 +49,7 @@ def start_detached(store: Store, location: str, request: RunRequest, run_id: str
         log = database_path.with_name(f"{database_path.stem}-logs") / f"{run_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "wayang.cli.main", "--store", store_arg, "_drive"]
+    argv += ["--cpus", cpus] if cpus else []
     pid = _spawn(argv, request_payload(request, run_id), log)
     _wait_for_run(store, run_id, pid, log)
     return log

@@ -57,7 +57,7 @@ class Remote:
 
 
 REMOTE: dict[str, Remote] = {
-    "run": Remote(runs.run),
+    "run": Remote(runs.run, unless=("cpus",)),  # pinned: driven by this process
     "resume": Remote(runs.resume),
     "retry": Remote(runs.retry),
     "cancel": Remote(runs.cancel),

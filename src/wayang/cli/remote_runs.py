@@ -79,6 +79,7 @@ def run(
     base: str | None = None,
     uncommitted: bool = False,
     in_place: bool = False,
+    cpus: str | None = None,  # never set here: a pinned run is driven in its own process
 ) -> None:
     """Check and plan FILE here (the errors are those of a run in this process, unmet
     requirements included: the server usually runs on this machine), then have the server run

@@ -19,7 +19,15 @@ from wayang.app import App, run_workspace_plan
 from wayang.cli.authoring import parse_assignments
 from wayang.cli.background import start_detached
 from wayang.cli.context import CliContext, pass_cli
-from wayang.cli.driver import cancel, drive_and_report, exit_code, json_text, open_app
+from wayang.cli.driver import (
+    CPUS_HELP,
+    cancel,
+    drive_and_report,
+    exit_code,
+    json_text,
+    open_app,
+    pin_to,
+)
 from wayang.cli.run_render import RunOutline, outline_of, run_json, summary
 from wayang.engine.runplan import RunPlan
 from wayang.engine.state import RunState, RunStatus
@@ -28,6 +36,7 @@ from wayang.ids import new_run_id
 from wayang.model.durations import parse_duration
 from wayang.policy import gate_for
 from wayang.requirements import check_requirements
+from wayang.runtime.cpus import parse_cpus
 from wayang.runtime.engine import Engine
 from wayang.runtime.operations import (
     RunRequest,
@@ -71,6 +80,12 @@ JSON_HELP = "Print one JSON object at the end instead of progress."
 @click.option(
     "--in-place", is_flag=True, help="Work in the workflow's folder, without a workspace."
 )
+@click.option(
+    "--cpus",
+    default=None,
+    metavar="LIST",
+    help=CPUS_HELP + " The run is then driven by this process, not by a server.",
+)
 @pass_cli
 def run(
     cli: CliContext,
@@ -86,6 +101,7 @@ def run(
     base: str | None,
     uncommitted: bool,
     in_place: bool,
+    cpus: str | None,
 ) -> None:
     """Run FILE (default ./workflow.toml) and wait for it to end.
 
@@ -93,10 +109,14 @@ def run(
     is started). Ctrl-C cancels the run (exit 130); a second Ctrl-C, or SIGTERM (exit 143),
     stops at once and leaves the run resumable with 'wayang resume'.
     """
+    # Pinned before anything starts a thread; a detached run's own process pins itself.
+    pin = None if detach else pin_to(cpus)
+    if detach and cpus:
+        parse_cpus(cpus)  # a bad list is refused here, not in the background
     values = parse_assignments(params, "--param")
     overrides = parse_assignments(envs, "--env")
     timeout_s = duration_option(timeout, "--timeout")
-    with open_app() as app:
+    with open_app(pin) as app:
         workers = parallel or app.settings.parallel
         request = prepare_run(file, values, overrides, parallel=workers, timeout_s=timeout_s)
         workspace = WorkspaceChoice(workspace_id, base, uncommitted or None, in_place)
@@ -105,22 +125,24 @@ def run(
         check_queue_room(app.store, request.plan)
         run_id = new_run_id()
         if detach:
-            _detach(cli, app, request, run_id, as_json)
+            _detach(cli, app, request, run_id, as_json=as_json, cpus=cpus)
         else:
             exit_with(drive_new(cli, app, request, run_id, as_json))
 
 
 @click.command("_drive", hidden=True)
+@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
 @pass_cli
-def drive_handover(cli: CliContext) -> None:
+def drive_handover(cli: CliContext, cpus: str | None) -> None:
     """Create and drive the run handed over on stdin (what 'run --detach' starts)."""
+    pin = pin_to(cpus)
     run_id, started, reuse = read_request_payload(sys.stdin.read())
     plan = RunPlan.from_started(started, gate_for)
 
     async def begin(engine: Engine) -> asyncio.Future[RunState]:
         return engine.start(plan, started, run_id, reuse=reuse)
 
-    with open_app() as app:
+    with open_app(pin) as app:
         exit_with(
             drive_and_report(cli, app, begin, plan, RunState(run_id), as_json=False, mode="lines")
         )
@@ -232,8 +254,10 @@ def drive_new(cli: CliContext, app: App, request: RunRequest, run_id: str, as_js
     return drive_and_report(cli, app, begin, request.plan, RunState(run_id), as_json=as_json)
 
 
-def _detach(cli: CliContext, app: App, request: RunRequest, run_id: str, as_json: bool) -> None:
-    log = start_detached(app.store, app.settings.store, request, run_id)
+def _detach(
+    cli: CliContext, app: App, request: RunRequest, run_id: str, *, as_json: bool, cpus: str | None
+) -> None:
+    log = start_detached(app.store, app.settings.store, request, run_id, cpus)
     if as_json:
         click.echo(json_text({"run_id": run_id, "status": "running"}))
         return
