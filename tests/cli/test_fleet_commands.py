@@ -242,7 +242,7 @@ def test_a_pinned_worker_keeps_its_threads_on_its_cpu_and_frees_its_shell_steps(
     assert code == 0, err
 
 
-def test_wayang_run_pinned_drives_its_run_here_and_frees_its_shell_steps(
+def test_wayang_run_and_retry_pinned_drive_here_and_free_their_shell_steps(
     wayang: Wayang, db: Path, tmp_path: Path
 ) -> None:
     allowed = sorted(os.sched_getaffinity(0))
@@ -267,8 +267,19 @@ def test_wayang_run_pinned_drives_its_run_here_and_frees_its_shell_steps(
         timeout=30,
         what="the detached run",
     )
-    for steps in (json.loads(done.stdout)["steps"], ended["steps"]):
-        assert steps["python"]["outputs"] == {"cpus": [int(last)]}
-        assert parse_cpus(steps["shell"]["outputs"]["cpus"]) == frozenset(allowed)
-    refused = wayang("run", "--detach", "--cpus", "x", str(tmp_path / "workflow.toml"))
-    assert refused.code == 2 and "--cpus: 'x' is not a CPU number" in refused.err
+    first = json.loads(done.stdout)
+    again = [sys.executable, "-m", "wayang", "retry", first["run_id"], "--from", "python"]
+    retried = subprocess.run(  # on another CPU: its Python step ran again, there
+        [*again, "--cpus", str(allowed[0]), "--json"],
+        env=child_env(db),
+        capture_output=True,
+        text=True,
+    )
+    assert retried.returncode == 0, retried.stderr
+    by_run = [(first, last), (ended, last), (json.loads(retried.stdout), str(allowed[0]))]
+    for run, pinned in by_run:
+        assert run["steps"]["python"]["outputs"] == {"cpus": [int(pinned)]}
+        assert parse_cpus(run["steps"]["shell"]["outputs"]["cpus"]) == frozenset(allowed)
+    for argv in (("run", "--detach", str(tmp_path / "workflow.toml")), ("resume", run_id)):
+        refused = wayang(*argv, "--cpus", "x")
+        assert refused.code == 2 and "--cpus: 'x' is not a CPU number" in refused.err

@@ -58,8 +58,8 @@ class Remote:
 
 REMOTE: dict[str, Remote] = {
     "run": Remote(runs.run, unless=("cpus",)),  # pinned: driven by this process
-    "resume": Remote(runs.resume),
-    "retry": Remote(runs.retry),
+    "resume": Remote(runs.resume, unless=("cpus",)),
+    "retry": Remote(runs.retry, unless=("cpus",)),
     "cancel": Remote(runs.cancel),
     "dlq replay": Remote(runs.replay_letter),
     "status": Remote(reads.status),

@@ -138,7 +138,13 @@ def _say_detached(cli: CliContext, accepted: wire.RunAccepted, as_json: bool) ->
     )
 
 
-def resume(cli: CliContext, client: Client, run_id: str, as_json: bool) -> None:
+def resume(
+    cli: CliContext,
+    client: Client,
+    run_id: str,
+    as_json: bool,
+    cpus: str | None = None,  # never set here: a pinned run is driven in its own process
+) -> None:
     """Have the server carry RUN on (if nobody drives it) and follow it to its end."""
     view, outline, last = run_view(client, run_id)
     state = view.state
@@ -150,7 +156,13 @@ def resume(cli: CliContext, client: Client, run_id: str, as_json: bool) -> None:
 
 
 def retry(
-    cli: CliContext, client: Client, run_id: str, from_step: str | None, as_json: bool
+    cli: CliContext,
+    client: Client,
+    *,
+    run_id: str,
+    from_step: str | None,
+    as_json: bool,
+    cpus: str | None = None,  # never set here: a pinned run is driven in its own process
 ) -> None:
     accepted = client.retry(run_id, from_step)
     outline = _outline(client, run_id)  # a retry runs the definition of the run it retries

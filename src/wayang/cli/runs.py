@@ -49,6 +49,12 @@ from wayang.runtime.queues import check_queue_room
 from wayang.runtime.workspaces import WorkspaceChoice, with_workspace
 
 JSON_HELP = "Print one JSON object at the end instead of progress."
+cpus_option = click.option(
+    "--cpus",
+    default=None,
+    metavar="LIST",
+    help=CPUS_HELP + " The run is then driven by this process, not by a server.",
+)
 
 
 @click.command("run")
@@ -80,12 +86,7 @@ JSON_HELP = "Print one JSON object at the end instead of progress."
 @click.option(
     "--in-place", is_flag=True, help="Work in the workflow's folder, without a workspace."
 )
-@click.option(
-    "--cpus",
-    default=None,
-    metavar="LIST",
-    help=CPUS_HELP + " The run is then driven by this process, not by a server.",
-)
+@cpus_option
 @pass_cli
 def run(
     cli: CliContext,
@@ -151,14 +152,15 @@ def drive_handover(cli: CliContext, cpus: str | None) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@cpus_option
 @pass_cli
-def resume(cli: CliContext, run_id: str, as_json: bool) -> None:
+def resume(cli: CliContext, run_id: str, as_json: bool, cpus: str | None) -> None:
     """Continue RUN from where it stopped, in this process, and wait for it to end.
 
     Steps that succeeded are not run again; an attempt that was in flight runs again. A run
     that already ended is only reported. Exit statuses are those of 'wayang run'.
     """
-    with open_app() as app:
+    with open_app(pin_to(cpus)) as app:
         view = load_run(app.store, run_id)
         state = view.state
         if state.finished or state.started is None:
@@ -182,13 +184,16 @@ def resume(cli: CliContext, run_id: str, as_json: bool) -> None:
     help="Run STEP and every step after it again, even if they succeeded.",
 )
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@cpus_option
 @pass_cli
-def retry(cli: CliContext, run_id: str, from_step: str | None, as_json: bool) -> None:
+def retry(
+    cli: CliContext, run_id: str, from_step: str | None, as_json: bool, cpus: str | None
+) -> None:
     """Run a finished RUN again as a new run, reusing the outputs of the steps that succeeded.
 
     Same definition, parameters and environment as RUN. Exit statuses are those of 'wayang run'.
     """
-    with open_app() as app:
+    with open_app(pin_to(cpus)) as app:
         request = prepare_retry(app.store, run_id, from_step)
         check_requirements(request.plan.workflow, request.started.env_overrides)
         new_id = new_run_id()
