@@ -87,6 +87,12 @@ CPUS_HELP = (
 )
 
 
+def cpus_option(more: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--cpus LIST`` option of the commands that may pin their process (:func:`pin_to`);
+    ``more``: what it means for that command besides."""
+    return click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP + more)
+
+
 def pin_to(cpus: str | None) -> CpuPin | None:
     """Pin the process to ``cpus`` (``--cpus``); call it before anything starts a thread."""
     return CpuPin.apply(parse_cpus(cpus)) if cpus else None

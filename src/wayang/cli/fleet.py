@@ -17,8 +17,8 @@ from click.core import ParameterSource
 from wayang.app import App
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import (
-    CPUS_HELP,
     STORE_KEY,
+    cpus_option,
     defer_full_collections,
     freeze_startup_heap,
     json_text,
@@ -141,7 +141,7 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
     default=None,
     help="File holding the server's API token.",
 )
-@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
+@cpus_option()
 @pass_cli
 def worker(
     cli: CliContext,

@@ -20,8 +20,8 @@ from wayang.cli.authoring import parse_assignments
 from wayang.cli.background import start_detached
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import (
-    CPUS_HELP,
     cancel,
+    cpus_option,
     drive_and_report,
     exit_code,
     json_text,
@@ -49,12 +49,7 @@ from wayang.runtime.queues import check_queue_room
 from wayang.runtime.workspaces import WorkspaceChoice, with_workspace
 
 JSON_HELP = "Print one JSON object at the end instead of progress."
-cpus_option = click.option(
-    "--cpus",
-    default=None,
-    metavar="LIST",
-    help=CPUS_HELP + " The run is then driven by this process, not by a server.",
-)
+PINNED_HERE = " The run is then driven by this process, not by a server."
 
 
 @click.command("run")
@@ -86,7 +81,7 @@ cpus_option = click.option(
 @click.option(
     "--in-place", is_flag=True, help="Work in the workflow's folder, without a workspace."
 )
-@cpus_option
+@cpus_option(PINNED_HERE)
 @pass_cli
 def run(
     cli: CliContext,
@@ -132,7 +127,7 @@ def run(
 
 
 @click.command("_drive", hidden=True)
-@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
+@cpus_option()
 @pass_cli
 def drive_handover(cli: CliContext, cpus: str | None) -> None:
     """Create and drive the run handed over on stdin (what 'run --detach' starts)."""
@@ -152,7 +147,7 @@ def drive_handover(cli: CliContext, cpus: str | None) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-@cpus_option
+@cpus_option(PINNED_HERE)
 @pass_cli
 def resume(cli: CliContext, run_id: str, as_json: bool, cpus: str | None) -> None:
     """Continue RUN from where it stopped, in this process, and wait for it to end.
@@ -184,7 +179,7 @@ def resume(cli: CliContext, run_id: str, as_json: bool, cpus: str | None) -> Non
     help="Run STEP and every step after it again, even if they succeeded.",
 )
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-@cpus_option
+@cpus_option(PINNED_HERE)
 @pass_cli
 def retry(
     cli: CliContext, run_id: str, from_step: str | None, as_json: bool, cpus: str | None

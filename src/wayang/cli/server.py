@@ -13,8 +13,8 @@ import click
 from wayang.app import App, Settings
 from wayang.cli.context import CliContext, pass_cli
 from wayang.cli.driver import (
-    CPUS_HELP,
     STORE_KEY,
+    cpus_option,
     defer_full_collections,
     freeze_startup_heap,
     pin_to,
@@ -118,7 +118,7 @@ from wayang.runtime.engine import EngineSettings
     show_default=True,
     help="Server log lines: readable text, or one JSON object per line.",
 )
-@click.option("--cpus", default=None, metavar="LIST", help=CPUS_HELP)
+@cpus_option()
 @pass_cli
 def server(
     cli: CliContext,
